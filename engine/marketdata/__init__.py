@@ -1,0 +1,1 @@
+"""Readers for recorded market data files (replay and backtest threads)."""
