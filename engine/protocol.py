@@ -1,0 +1,1307 @@
+"""Every message between the console, the engine and the venue, and their MessagePack codec (any thread: immutable).
+
+This is the only module where a message is defined and the only engine module the Django side imports.
+Each message is a frozen `msgspec.Struct` in one tagged union (tag field `type` = class name) carrying a
+protocol version `v`. Evolution rule: append fields with defaults, never rename, renumber or retype; a change
+that old readers cannot ignore bumps `PROTOCOL_VERSION`. Unknown fields are refused (`forbid_unknown_fields`)
+so a newer sender talking to an older reader fails loudly instead of having half its message dropped.
+
+Validation is split in two:
+- structural checks (ranges, non-empty ids, string lengths, enum members, cross-field rules) live on the
+  messages themselves: msgspec `Meta` constraints enforce them in C while decoding, and a `__post_init__`
+  generated from the same constraints enforces them for messages built in-process, so an invalid message
+  cannot exist anywhere;
+- checks that need reference data (known symbol, price on the tick grid, quantity on the lot grid) live in
+  `Codec`, which owns the `InstrumentRegistry`.
+
+Whatever bytes arrive, `Codec.decode*` either returns a valid message or raises `ProtocolError` with a reason
+code and the msgspec path of the offending field; it never raises anything else.
+
+Units: venue messages and engine events carry integer ticks and lots (the engine's own units); console
+commands carry `Decimal` prices and quantities (the operator's units), converted on the instrument grid by
+`Codec.order_ticks` via `Instrument.price_to_ticks` / `qty_to_lots`. Money is `Decimal`. Timestamps are
+integer nanoseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, ClassVar, get_args
+
+import msgspec
+from msgspec import Meta
+
+from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce, TradingState
+from engine.errors import EngineError
+from engine.instruments import Instrument, InstrumentError, InstrumentRegistry
+
+PROTOCOL_VERSION = 1
+
+MAX_INT64 = 2**63 - 1
+ID_MAX_LENGTH = 64
+SYMBOL_MAX_LENGTH = 32
+CODE_MAX_LENGTH = 64
+TEXT_MAX_LENGTH = 512
+MAX_PARAMS = 128
+PARAM_TEXT_MAX_LENGTH = 256
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Decimals at the edge are bounded so that grid arithmetic stays exact and cheap: an exponent of 10**9
+# would make `divmod` against a tick size raise or crawl.
+DECIMAL_MAX_ADJUSTED_EXPONENT = 18
+DECIMAL_MIN_EXPONENT = -18
+
+# Ext type code carrying a strategy parameter Decimal: str-encoded Decimals would be indistinguishable from
+# str parameters once decoded into `dict[str, Any]`.
+_EXT_PARAM_DECIMAL = 1
+
+
+class ProtocolErrorCode(StrEnum):
+    MALFORMED = "MALFORMED"  # not MessagePack, truncated, or not a map
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    UNKNOWN_MESSAGE = "UNKNOWN_MESSAGE"  # tag missing or names no message
+    UNEXPECTED_MESSAGE = "UNEXPECTED_MESSAGE"  # a real message, but not of the family this decoder accepts
+    UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+    UNKNOWN_FIELD = "UNKNOWN_FIELD"
+    MISSING_FIELD = "MISSING_FIELD"
+    INVALID_FIELD = "INVALID_FIELD"  # wrong type, out of range, empty id, inconsistent fields
+    FIELD_TOO_LONG = "FIELD_TOO_LONG"
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    PRICE_OFF_TICK = "PRICE_OFF_TICK"
+    QUANTITY_OFF_LOT = "QUANTITY_OFF_LOT"
+    NON_POSITIVE_QUANTITY = "NON_POSITIVE_QUANTITY"
+    NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"
+
+
+class ProtocolError(EngineError):
+    """A message that is not valid protocol. `code` is a `ProtocolErrorCode`; `reason` names the field."""
+
+    def __init__(self, code: ProtocolErrorCode, reason: str) -> None:
+        super().__init__(code, reason)
+
+
+class ScopeKind(IntEnum):
+    FIRM = 1
+    STRATEGY = 2
+    INSTRUMENT = 3
+
+
+class StrategyState(IntEnum):
+    STOPPED = 1
+    RUNNING = 2
+    FAILED = 3
+
+
+# Field types. The Meta constraints are checked by msgspec on decode and, through `_install_validator`,
+# by `__post_init__` on construction.
+Id = Annotated[str, Meta(min_length=1, max_length=ID_MAX_LENGTH)]
+OptionalId = Annotated[str, Meta(max_length=ID_MAX_LENGTH)]
+Symbol = Annotated[str, Meta(min_length=1, max_length=SYMBOL_MAX_LENGTH)]
+OptionalSymbol = Annotated[str, Meta(max_length=SYMBOL_MAX_LENGTH)]
+Code = Annotated[str, Meta(min_length=1, max_length=CODE_MAX_LENGTH)]
+OptionalCode = Annotated[str, Meta(max_length=CODE_MAX_LENGTH)]
+Reason = Annotated[str, Meta(min_length=1, max_length=TEXT_MAX_LENGTH)]
+Text = Annotated[str, Meta(max_length=TEXT_MAX_LENGTH)]
+Nanos = Annotated[int, Meta(ge=0, le=MAX_INT64)]
+Ticks = Annotated[int, Meta(ge=0, le=MAX_INT64)]
+PositiveTicks = Annotated[int, Meta(ge=1, le=MAX_INT64)]
+Lots = Annotated[int, Meta(ge=0, le=MAX_INT64)]
+PositiveLots = Annotated[int, Meta(ge=1, le=MAX_INT64)]
+SignedLots = Annotated[int, Meta(ge=-MAX_INT64, le=MAX_INT64)]
+Seq = Annotated[int, Meta(ge=1, le=MAX_INT64)]
+Count = Annotated[int, Meta(ge=0, le=MAX_INT64)]
+PositiveCount = Annotated[int, Meta(ge=1, le=MAX_INT64)]
+ParamValue = Decimal | int | str | bool
+# `Any` on the wire because msgspec cannot tell a str-encoded Decimal from a str in a union; `_check_params`
+# enforces the value types and the Ext code carries Decimals.
+Params = Annotated[dict[str, Any], Meta(max_length=MAX_PARAMS)]
+Level = tuple[Ticks, PositiveLots]
+Delta = tuple[Side, Ticks, Lots]
+
+
+class _ParamDecimal(Decimal):
+    """A Decimal strategy parameter; a distinct type only so the encoder sends it as an Ext, not a str."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Decimal('{self}')"
+
+
+class _Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every protocol struct: frozen, keyword-only, validated on construction and decode."""
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:  # replaced per class by `_install_validator`
+        pass
+
+    def _check(self) -> None:
+        """Cross-field rules of one class; runs after the generated range/length checks."""
+
+
+class _Message(_Struct, frozen=True, tag_field="type", tag=True):
+    """A top-level message: tagged with its class name and stamped with the protocol version."""
+
+    v: int = PROTOCOL_VERSION
+
+
+# --- shared value structs --------------------------------------------------------------------------------------
+
+
+class Scope(_Struct, frozen=True, kw_only=True):
+    """What a limit, kill-switch state or cancel-all applies to. FIRM has an empty name; STRATEGY names a
+    strategy id; INSTRUMENT names a symbol (checked against the registry by the Codec)."""
+
+    kind: ScopeKind
+    name: OptionalId = ""
+
+    @classmethod
+    def firm(cls) -> Scope:
+        return cls(kind=ScopeKind.FIRM)
+
+    @classmethod
+    def strategy(cls, strategy_id: str) -> Scope:
+        return cls(kind=ScopeKind.STRATEGY, name=strategy_id)
+
+    @classmethod
+    def instrument(cls, symbol: str) -> Scope:
+        return cls(kind=ScopeKind.INSTRUMENT, name=symbol)
+
+    def _check(self) -> None:
+        if self.kind == ScopeKind.FIRM:
+            if self.name:
+                raise _error(
+                    ProtocolErrorCode.INVALID_FIELD, self, "name", f"FIRM scope has no name, got {self.name!r}"
+                )
+        elif not self.name:
+            raise _error(ProtocolErrorCode.INVALID_FIELD, self, "name", f"{self.kind.name} scope needs a name")
+        elif self.kind == ScopeKind.INSTRUMENT and len(self.name) > SYMBOL_MAX_LENGTH:
+            raise _error(ProtocolErrorCode.FIELD_TOO_LONG, self, "name", f"symbol longer than {SYMBOL_MAX_LENGTH}")
+
+
+class RiskLimits(_Struct, frozen=True, kw_only=True):
+    """Pre-trade risk limits for one scope. None = no limit at this scope (tighter scopes still apply).
+
+    Quantities are in instrument units, money in the instrument's (or, at FIRM scope, the firm's) currency.
+    `price_collar_pct` is a percentage (Decimal("5") = 5 %) around the reference price; `price_collar_ticks`
+    an absolute band; both may be set and the tighter wins. Rates count within `rate_window_ns`.
+    """
+
+    max_order_quantity: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    price_collar_pct: Decimal | None = None
+    price_collar_ticks: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
+    max_position: Decimal | None = None
+    max_gross_exposure: Decimal | None = None
+    max_net_exposure: Decimal | None = None
+    max_open_orders: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
+    max_orders_per_window: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
+    max_messages_per_window: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
+    rate_window_ns: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
+    duplicate_window_ns: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
+    max_daily_loss: Decimal | None = None
+    restricted_symbols: Annotated[tuple[Symbol, ...], Meta(max_length=1024)] = ()
+
+    _DECIMALS: ClassVar[tuple[str, ...]] = (
+        "max_order_quantity",
+        "max_order_notional",
+        "price_collar_pct",
+        "max_position",
+        "max_gross_exposure",
+        "max_net_exposure",
+        "max_daily_loss",
+    )
+
+    def _check(self) -> None:
+        for name in self._DECIMALS:
+            value = getattr(self, name)
+            if value is not None:
+                _check_decimal(self, name, value, ProtocolErrorCode.INVALID_FIELD)
+        if (self.max_orders_per_window is not None or self.max_messages_per_window is not None) and (
+            self.rate_window_ns is None
+        ):
+            raise _error(ProtocolErrorCode.INVALID_FIELD, self, "rate_window_ns", "a rate limit needs a window")
+        _check_strings(self, "restricted_symbols", self.restricted_symbols, SYMBOL_MAX_LENGTH)
+        if len(set(self.restricted_symbols)) != len(self.restricted_symbols):
+            raise _error(ProtocolErrorCode.INVALID_FIELD, self, "restricted_symbols", "duplicate symbol")
+
+
+class ScopeTradingState(_Struct, frozen=True, kw_only=True):
+    scope: Scope
+    state: TradingState
+    operator: OptionalId = ""
+    reason: Text = ""
+
+
+class ScopeLimits(_Struct, frozen=True, kw_only=True):
+    scope: Scope
+    limits: RiskLimits
+
+
+class StrategySummary(_Struct, frozen=True, kw_only=True):
+    strategy_id: Id
+    state: StrategyState
+    params: Params = {}
+    params_version: Count = 0
+
+    def _check(self) -> None:
+        _check_params(self)
+
+
+class OrderSummary(_Struct, frozen=True, kw_only=True):
+    strategy_id: Id
+    client_order_id: Id
+    symbol: Symbol
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    status: OrderStatus
+    price: Ticks
+    quantity: PositiveLots
+    leaves_quantity: Lots
+    cum_quantity: Lots
+    venue_order_id: Count = 0
+
+
+class PositionSummary(_Struct, frozen=True, kw_only=True):
+    strategy_id: Id
+    symbol: Symbol
+    quantity: SignedLots
+    avg_price: Decimal = Decimal(0)
+    realized_pnl: Decimal = Decimal(0)
+    unrealized_pnl: Decimal = Decimal(0)
+
+    def _check(self) -> None:
+        for name in ("avg_price", "realized_pnl", "unrealized_pnl"):
+            _check_decimal(self, name, getattr(self, name), ProtocolErrorCode.INVALID_FIELD, signed=True)
+
+
+# --- engine -> venue commands (int ticks and lots) --------------------------------------------------------------
+
+
+class VenuePlaceOrder(_Message, frozen=True, kw_only=True):
+    """New order. `price` is 0 for MARKET and positive for LIMIT; post-only applies to LIMIT only."""
+
+    client_order_id: Id
+    account: Id
+    symbol: Symbol
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: Ticks
+    quantity: PositiveLots
+    post_only: bool = False
+    ts: Nanos = 0
+
+    def _check(self) -> None:
+        _check_order_shape(self, self.order_type, self.price > 0, self.price, self.post_only)
+
+
+class VenueCancelOrder(_Message, frozen=True, kw_only=True):
+    client_order_id: Id
+    orig_client_order_id: Id
+    account: Id
+    symbol: Symbol
+    ts: Nanos = 0
+
+
+class VenueReplaceOrder(_Message, frozen=True, kw_only=True):
+    client_order_id: Id
+    orig_client_order_id: Id
+    account: Id
+    symbol: Symbol
+    price: PositiveTicks
+    quantity: PositiveLots
+    ts: Nanos = 0
+
+
+class VenueMassCancel(_Message, frozen=True, kw_only=True):
+    """Cancel every open order of `account` on `symbol` ("" = all symbols)."""
+
+    client_order_id: Id
+    account: Id
+    symbol: OptionalSymbol = ""
+    ts: Nanos = 0
+
+
+class VenueQueryOrder(_Message, frozen=True, kw_only=True):
+    client_order_id: Id
+    account: Id
+    symbol: Symbol
+
+
+class VenueRequestSnapshot(_Message, frozen=True, kw_only=True):
+    symbol: Symbol
+    depth: Count = 0  # 0 = full depth
+
+
+# --- venue -> engine events -------------------------------------------------------------------------------------
+
+
+class ExecutionReport(_Message, frozen=True, kw_only=True):
+    """Order state change at the venue (FIX 35=8 semantics; `exec_type` is tag 150, `status` tag 39)."""
+
+    exec_id: Id
+    client_order_id: Id
+    orig_client_order_id: OptionalId = ""
+    venue_order_id: Count
+    account: Id
+    symbol: Symbol
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    exec_type: ExecType
+    status: OrderStatus
+    price: Ticks
+    quantity: Lots
+    last_price: Ticks = 0
+    last_quantity: Lots = 0
+    leaves_quantity: Lots
+    cum_quantity: Lots
+    is_maker: bool = False
+    reason_code: OptionalCode = ""
+    text: Text = ""
+    ts: Nanos
+
+    def _check(self) -> None:
+        if self.exec_type == ExecType.TRADE and (self.last_quantity <= 0 or self.last_price <= 0):
+            raise _error(ProtocolErrorCode.INVALID_FIELD, self, "last_quantity", "a TRADE report needs a fill")
+
+
+class BookDeltas(_Message, frozen=True, kw_only=True):
+    """Level changes: each delta is (side, price, new total size at that price); size 0 removes the level.
+    `seq` is the symbol's market-data sequence number, shared with `TradePrinted`, contiguous from 1."""
+
+    symbol: Symbol
+    seq: Seq
+    ts: Nanos
+    deltas: tuple[Delta, ...]
+
+    def _check(self) -> None:
+        for side, price, size in self.deltas:
+            if side not in _SIDES or not (0 <= price <= MAX_INT64) or not (0 <= size <= MAX_INT64):
+                raise _error(ProtocolErrorCode.INVALID_FIELD, self, "deltas", f"bad delta {(side, price, size)!r}")
+
+
+class TradePrinted(_Message, frozen=True, kw_only=True):
+    symbol: Symbol
+    seq: Seq
+    ts: Nanos
+    trade_id: Count
+    price: PositiveTicks
+    quantity: PositiveLots
+    aggressor: Side
+
+
+class BookSnapshot(_Message, frozen=True, kw_only=True):
+    """The whole book (or `depth` levels of it) as of market-data sequence number `seq` (0 = before any)."""
+
+    symbol: Symbol
+    seq: Count
+    ts: Nanos
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+    def _check(self) -> None:
+        for name in ("bids", "asks"):
+            for price, size in getattr(self, name):
+                if not (0 <= price <= MAX_INT64) or not (1 <= size <= MAX_INT64):
+                    raise _error(ProtocolErrorCode.INVALID_FIELD, self, name, f"bad level {(price, size)!r}")
+
+
+# --- console -> engine commands (each gets exactly one reply) -------------------------------------------------
+
+
+class _Command(_Message, frozen=True, kw_only=True):
+    """A command: `command_id` makes it idempotent (a repeat gets the first reply), `operator` is the
+    authenticated user it is executed for, `ts` when the console sent it."""
+
+    command_id: Id
+    operator: Id
+    ts: Nanos
+
+
+class SubmitOrder(_Command, frozen=True, kw_only=True):
+    """New order in instrument units. LIMIT needs a positive `price`; MARKET has `price=None`."""
+
+    strategy_id: Id
+    client_order_id: Id
+    symbol: Symbol
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    quantity: Decimal
+    price: Decimal | None = None
+    post_only: bool = False
+
+    def _check(self) -> None:
+        _check_decimal(self, "quantity", self.quantity, ProtocolErrorCode.NON_POSITIVE_QUANTITY, positive=True)
+        if self.price is not None:
+            _check_decimal(self, "price", self.price, ProtocolErrorCode.NON_POSITIVE_PRICE, positive=True)
+        _check_order_shape(self, self.order_type, self.price is not None, self.price, self.post_only)
+
+
+class CancelOrder(_Command, frozen=True, kw_only=True):
+    client_order_id: Id
+    symbol: Symbol
+
+
+class ReplaceOrder(_Command, frozen=True, kw_only=True):
+    """Change price and/or quantity of `orig_client_order_id`; the order is known as `client_order_id` after."""
+
+    client_order_id: Id
+    orig_client_order_id: Id
+    symbol: Symbol
+    price: Decimal
+    quantity: Decimal
+
+    def _check(self) -> None:
+        _check_decimal(self, "quantity", self.quantity, ProtocolErrorCode.NON_POSITIVE_QUANTITY, positive=True)
+        _check_decimal(self, "price", self.price, ProtocolErrorCode.NON_POSITIVE_PRICE, positive=True)
+
+
+class CancelAllOrders(_Command, frozen=True, kw_only=True):
+    scope: Scope
+
+
+class SetLimits(_Command, frozen=True, kw_only=True):
+    """Replace the whole limit set of `scope` (not a patch: fields left None remove that limit there)."""
+
+    scope: Scope
+    limits: RiskLimits
+
+
+class HaltTrading(_Command, frozen=True, kw_only=True):
+    """Kill switch: HALTED denies every new order in `scope` and cancels its open orders."""
+
+    scope: Scope
+    reason: Reason
+
+
+class ReduceTrading(_Command, frozen=True, kw_only=True):
+    """REDUCING: only orders that reduce the position are allowed in `scope`."""
+
+    scope: Scope
+    reason: Reason
+
+
+class ResumeTrading(_Command, frozen=True, kw_only=True):
+    scope: Scope
+    reason: Reason
+
+
+class StartStrategy(_Command, frozen=True, kw_only=True):
+    strategy_id: Id
+
+
+class StopStrategy(_Command, frozen=True, kw_only=True):
+    strategy_id: Id
+    reason: Text = ""
+    cancel_orders: bool = True
+
+
+class UpdateStrategyParams(_Command, frozen=True, kw_only=True):
+    """New parameter version for a strategy. `base_version`, when set, makes it compare-and-set: the engine
+    rejects it if the current version differs, so two operators cannot silently overwrite each other."""
+
+    strategy_id: Id
+    params: Params
+    base_version: Annotated[int, Meta(ge=0, le=MAX_INT64)] | None = None
+
+    def _check(self) -> None:
+        _check_params(self)
+
+
+class RollbackStrategyParams(_Command, frozen=True, kw_only=True):
+    """Re-apply the parameters of an earlier `version` (creating a new version)."""
+
+    strategy_id: Id
+    version: PositiveCount
+
+
+class Heartbeat(_Command, frozen=True, kw_only=True):
+    last_seq: Count = 0  # last event sequence number the console has seen, so the engine can spot a lagging reader
+
+
+class RequestReplay(_Command, frozen=True, kw_only=True):
+    """Resend published events from `from_seq` on; answered by `ReplayBatch` or `CommandRejected`."""
+
+    from_seq: Seq
+
+
+class RequestStateSnapshot(_Command, frozen=True, kw_only=True):
+    """Answered by `StateSnapshot`."""
+
+
+# --- engine -> console events (published inside EventEnvelope) -------------------------------------------------
+
+
+class OrderSubmitted(_Message, frozen=True, kw_only=True):
+    """The engine accepted the order (risk passed) and sent it to the venue."""
+
+    strategy_id: Id
+    client_order_id: Id
+    symbol: Symbol
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: Ticks
+    quantity: PositiveLots
+    post_only: bool = False
+    command_id: OptionalId = ""
+
+
+class OrderAccepted(_Message, frozen=True, kw_only=True):
+    """The venue acknowledged the order; it is working."""
+
+    strategy_id: Id
+    client_order_id: Id
+    symbol: Symbol
+    venue_order_id: Count
+    venue_ts: Nanos = 0
+
+
+class OrderDenied(_Message, frozen=True, kw_only=True):
+    """The engine refused the order before it reached the venue (risk, kill switch, unknown strategy...)."""
+
+    strategy_id: Id
+    client_order_id: Id
+    symbol: Symbol
+    code: Code
+    reason: Text = ""
+    command_id: OptionalId = ""
+
+
+class OrderRejected(_Message, frozen=True, kw_only=True):
+    """The venue refused the order."""
+
+    strategy_id: Id
+    client_order_id: Id
+    symbol: Symbol
+    code: Code
+    reason: Text = ""
+    venue_ts: Nanos = 0
+
+
+class OrderCanceled(_Message, frozen=True, kw_only=True):
+    """The order is gone; `code` says why when it was not the owner's request (MASS_CANCEL, SELF_TRADE, IOC...)."""
+
+    strategy_id: Id
+    client_order_id: Id
+    symbol: Symbol
+    canceled_quantity: Lots
+    code: OptionalCode = ""
+    venue_ts: Nanos = 0
+
+
+class OrderExpired(_Message, frozen=True, kw_only=True):
+    strategy_id: Id
+    client_order_id: Id
+    symbol: Symbol
+    expired_quantity: Lots
+    venue_ts: Nanos = 0
+
+
+class OrderReplaced(_Message, frozen=True, kw_only=True):
+    strategy_id: Id
+    client_order_id: Id
+    orig_client_order_id: Id
+    symbol: Symbol
+    price: Ticks
+    quantity: PositiveLots
+    leaves_quantity: Lots
+    venue_ts: Nanos = 0
+
+
+class CancelRejected(_Message, frozen=True, kw_only=True):
+    """The venue refused a cancel or replace of `orig_client_order_id`; the order is unchanged."""
+
+    strategy_id: Id
+    client_order_id: Id
+    orig_client_order_id: Id
+    symbol: Symbol
+    code: Code
+    reason: Text = ""
+    venue_ts: Nanos = 0
+
+
+class OrderFilled(_Message, frozen=True, kw_only=True):
+    strategy_id: Id
+    client_order_id: Id
+    symbol: Symbol
+    side: Side
+    exec_id: Id
+    venue_order_id: Count
+    last_price: PositiveTicks
+    last_quantity: PositiveLots
+    leaves_quantity: Lots
+    cum_quantity: PositiveLots
+    is_maker: bool = False
+    commission: Decimal = Decimal(0)
+    venue_ts: Nanos = 0
+
+    def _check(self) -> None:
+        _check_decimal(self, "commission", self.commission, ProtocolErrorCode.INVALID_FIELD, signed=True)
+
+
+class PositionChanged(_Message, frozen=True, kw_only=True):
+    """`quantity` is the signed position in lots (short < 0)."""
+
+    strategy_id: Id
+    symbol: Symbol
+    quantity: SignedLots
+    avg_price: Decimal
+    realized_pnl: Decimal
+
+    def _check(self) -> None:
+        _check_decimal(self, "avg_price", self.avg_price, ProtocolErrorCode.INVALID_FIELD)
+        _check_decimal(self, "realized_pnl", self.realized_pnl, ProtocolErrorCode.INVALID_FIELD, signed=True)
+
+
+class PnlUpdated(_Message, frozen=True, kw_only=True):
+    scope: Scope
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    currency: Annotated[str, Meta(max_length=16)] = ""
+
+    def _check(self) -> None:
+        _check_decimal(self, "realized_pnl", self.realized_pnl, ProtocolErrorCode.INVALID_FIELD, signed=True)
+        _check_decimal(self, "unrealized_pnl", self.unrealized_pnl, ProtocolErrorCode.INVALID_FIELD, signed=True)
+
+
+class TradingStateChanged(_Message, frozen=True, kw_only=True):
+    """Kill-switch transition. `operator` is empty when the engine tripped it itself; `code` then says why."""
+
+    scope: Scope
+    state: TradingState
+    previous: TradingState
+    reason: Reason
+    operator: OptionalId = ""
+    code: OptionalCode = ""
+    command_id: OptionalId = ""
+
+
+class LimitsChanged(_Message, frozen=True, kw_only=True):
+    scope: Scope
+    limits: RiskLimits
+    operator: Id
+    command_id: OptionalId = ""
+
+
+class StrategyStateChanged(_Message, frozen=True, kw_only=True):
+    strategy_id: Id
+    state: StrategyState
+    previous: StrategyState
+    operator: OptionalId = ""
+    reason: Text = ""
+    command_id: OptionalId = ""
+
+
+class StrategyParamsChanged(_Message, frozen=True, kw_only=True):
+    """Parameters now in force. `rolled_back_to` is the earlier version they were copied from (0 = new)."""
+
+    strategy_id: Id
+    params: Params
+    version: PositiveCount
+    operator: Id
+    rolled_back_to: Count = 0
+    command_id: OptionalId = ""
+
+    def _check(self) -> None:
+        _check_params(self)
+
+
+class TopOfBookChanged(_Message, frozen=True, kw_only=True):
+    """Best bid/ask in ticks and lots; an empty side has price 0 and size 0."""
+
+    symbol: Symbol
+    bid_price: Ticks
+    bid_size: Lots
+    ask_price: Ticks
+    ask_size: Lots
+    venue_ts: Nanos = 0
+
+
+class EngineHeartbeat(_Message, frozen=True, kw_only=True):
+    """Sent every `interval_ns`; a console missing a few of them treats the engine as down."""
+
+    interval_ns: PositiveCount
+    firm_state: TradingState
+
+
+Event = (
+    OrderSubmitted
+    | OrderAccepted
+    | OrderDenied
+    | OrderRejected
+    | OrderCanceled
+    | OrderExpired
+    | OrderReplaced
+    | CancelRejected
+    | OrderFilled
+    | PositionChanged
+    | PnlUpdated
+    | TradingStateChanged
+    | LimitsChanged
+    | StrategyStateChanged
+    | StrategyParamsChanged
+    | TopOfBookChanged
+    | EngineHeartbeat
+)
+
+
+class EventEnvelope(_Message, frozen=True, kw_only=True):
+    """One event on the PUB stream. `seq` is engine-wide, contiguous from 1: a gap means lost events
+    (recover with `RequestReplay(from_seq=last_seen + 1)`)."""
+
+    engine_id: Id
+    seq: Seq
+    ts: Nanos
+    event: Event
+
+
+# --- engine -> console replies (exactly one per command) -------------------------------------------------------
+
+
+class CommandAccepted(_Message, frozen=True, kw_only=True):
+    """The command was applied. `event_seq` is the sequence number of the last event it caused (0 if none),
+    so the console can wait for its PUB stream to reach it; the other fields summarise the resulting state
+    where the command has one (0 / None when not applicable)."""
+
+    command_id: Id
+    ts: Nanos
+    event_seq: Count = 0
+    client_order_id: OptionalId = ""
+    trading_state: TradingState | None = None
+    strategy_state: StrategyState | None = None
+    params_version: Count = 0
+
+
+class CommandRejected(_Message, frozen=True, kw_only=True):
+    """The command was not applied. `command_id` is empty when the command could not even be decoded."""
+
+    command_id: OptionalId
+    ts: Nanos
+    code: Code
+    reason: Text = ""
+
+
+class ReplayBatch(_Message, frozen=True, kw_only=True):
+    """Reply to `RequestReplay`: events from `from_seq` on, in order. `complete` is False when the batch was
+    cut short; ask again from the last seq + 1. `last_seq` is the newest seq at the time of the reply."""
+
+    command_id: Id
+    from_seq: Seq
+    last_seq: Count
+    events: tuple[EventEnvelope, ...]
+    complete: bool = True
+
+
+class StateSnapshot(_Message, frozen=True, kw_only=True):
+    """Reply to `RequestStateSnapshot`: the engine state including every event up to `seq`; the console
+    resumes the PUB stream at `seq + 1`."""
+
+    command_id: Id
+    engine_id: Id
+    seq: Count
+    ts: Nanos
+    trading_states: tuple[ScopeTradingState, ...] = ()
+    limits: tuple[ScopeLimits, ...] = ()
+    strategies: tuple[StrategySummary, ...] = ()
+    orders: tuple[OrderSummary, ...] = ()
+    positions: tuple[PositionSummary, ...] = ()
+
+
+VenueCommand = (
+    VenuePlaceOrder | VenueCancelOrder | VenueReplaceOrder | VenueMassCancel | VenueQueryOrder | VenueRequestSnapshot
+)
+VenueEvent = ExecutionReport | BookDeltas | TradePrinted | BookSnapshot
+Command = (
+    SubmitOrder
+    | CancelOrder
+    | ReplaceOrder
+    | CancelAllOrders
+    | SetLimits
+    | HaltTrading
+    | ReduceTrading
+    | ResumeTrading
+    | StartStrategy
+    | StopStrategy
+    | UpdateStrategyParams
+    | RollbackStrategyParams
+    | Heartbeat
+    | RequestReplay
+    | RequestStateSnapshot
+)
+Reply = CommandAccepted | CommandRejected | ReplayBatch | StateSnapshot
+Message = VenueCommand | VenueEvent | Command | Reply | EventEnvelope | Event
+
+VENUE_COMMAND_TYPES: tuple[type[_Message], ...] = get_args(VenueCommand)
+VENUE_EVENT_TYPES: tuple[type[_Message], ...] = get_args(VenueEvent)
+COMMAND_TYPES: tuple[type[_Message], ...] = get_args(Command)
+REPLY_TYPES: tuple[type[_Message], ...] = get_args(Reply)
+EVENT_TYPES: tuple[type[_Message], ...] = get_args(Event)
+MESSAGE_TYPES: tuple[type[_Message], ...] = get_args(Message)
+_VALUE_TYPES = (Scope, RiskLimits, ScopeTradingState, ScopeLimits, StrategySummary, OrderSummary, PositionSummary)
+_TAGS = frozenset(cls.__name__ for cls in MESSAGE_TYPES)
+
+
+# --- structural validation helpers ---------------------------------------------------------------------------
+
+_SIDES = frozenset(Side)
+
+
+def _error(code: ProtocolErrorCode, obj: object, field: str, detail: str) -> ProtocolError:
+    return ProtocolError(code, f"{type(obj).__name__}.{field}: {detail}")
+
+
+def _check_decimal(
+    obj: object, name: str, value: Decimal, code: ProtocolErrorCode, *, positive: bool = False, signed: bool = False
+) -> None:
+    """Finite, bounded, and positive (`positive`), any sign (`signed`) or non-negative (neither)."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise _error(ProtocolErrorCode.INVALID_FIELD, obj, name, f"expected a finite decimal, got {value!r}")
+    if value and (value.adjusted() > DECIMAL_MAX_ADJUSTED_EXPONENT or value.as_tuple().exponent < DECIMAL_MIN_EXPONENT):
+        raise _error(ProtocolErrorCode.INVALID_FIELD, obj, name, f"decimal {value} out of range")
+    if positive and value <= 0:
+        raise _error(code, obj, name, f"must be positive, got {value}")
+    if not positive and not signed and value < 0:
+        raise _error(code, obj, name, f"must not be negative, got {value}")
+
+
+def _check_order_shape(obj: object, order_type: OrderType, has_price: bool, price: object, post_only: bool) -> None:
+    if order_type == OrderType.LIMIT and not has_price:
+        raise _error(
+            ProtocolErrorCode.NON_POSITIVE_PRICE, obj, "price", f"a LIMIT order needs a positive price, got {price}"
+        )
+    if order_type == OrderType.MARKET:
+        if has_price:
+            raise _error(ProtocolErrorCode.INVALID_FIELD, obj, "price", f"a MARKET order has no price, got {price}")
+        if post_only:
+            raise _error(ProtocolErrorCode.INVALID_FIELD, obj, "post_only", "a MARKET order cannot be post-only")
+
+
+def _check_strings(obj: object, name: str, values: tuple[str, ...], max_length: int) -> None:
+    for value in values:
+        if not isinstance(value, str) or not value:
+            raise _error(ProtocolErrorCode.INVALID_FIELD, obj, name, f"expected non-empty strings, got {value!r}")
+        if len(value) > max_length:
+            raise _error(ProtocolErrorCode.FIELD_TOO_LONG, obj, name, f"{value[:20]!r}... longer than {max_length}")
+
+
+def _check_params(obj: Any) -> None:
+    """Strategy parameters: bounded str keys; values bool, int64, bounded str or finite Decimal.
+
+    Copies the dict (a caller keeping a reference cannot change a frozen message afterwards) and tags Decimal
+    values so they travel as an Ext and come back as Decimal, not str."""
+    params = obj.params
+    if not isinstance(params, dict):
+        raise _error(ProtocolErrorCode.INVALID_FIELD, obj, "params", f"expected a dict, got {type(params).__name__}")
+    if len(params) > MAX_PARAMS:
+        raise _error(ProtocolErrorCode.INVALID_FIELD, obj, "params", f"more than {MAX_PARAMS} parameters")
+    checked: dict[str, ParamValue] = {}
+    for key, value in params.items():
+        if not isinstance(key, str) or not key:
+            raise _error(ProtocolErrorCode.INVALID_FIELD, obj, "params", f"bad parameter name {key!r}")
+        if len(key) > ID_MAX_LENGTH:
+            raise _error(ProtocolErrorCode.FIELD_TOO_LONG, obj, f"params[{key[:20]!r}...]", "name too long")
+        kind = type(value)
+        if kind is bool:
+            pass
+        elif kind is int:
+            if not -MAX_INT64 <= value <= MAX_INT64:
+                raise _error(ProtocolErrorCode.INVALID_FIELD, obj, f"params[{key!r}]", "integer out of int64 range")
+        elif kind is str:
+            if len(value) > PARAM_TEXT_MAX_LENGTH:
+                raise _error(ProtocolErrorCode.FIELD_TOO_LONG, obj, f"params[{key!r}]", "text too long")
+        elif isinstance(value, Decimal):
+            _check_decimal(obj, f"params[{key!r}]", value, ProtocolErrorCode.INVALID_FIELD, signed=True)
+            checked[key] = value if kind is _ParamDecimal else _ParamDecimal(value)
+            continue
+        else:
+            raise _error(
+                ProtocolErrorCode.INVALID_FIELD,
+                obj,
+                f"params[{key!r}]",
+                f"expected Decimal, int, str or bool, got {kind.__name__}",
+            )
+        checked[key] = value
+    msgspec.structs.force_setattr(obj, "params", checked)
+
+
+def _bound_code(field: str) -> ProtocolErrorCode:
+    """The reason code for a value below its lower bound: quantities and prices get their own."""
+    if field.endswith(("quantity", "size")):
+        return ProtocolErrorCode.NON_POSITIVE_QUANTITY
+    if field.endswith("price"):
+        return ProtocolErrorCode.NON_POSITIVE_PRICE
+    return ProtocolErrorCode.INVALID_FIELD
+
+
+def _install_validator(cls: type[_Struct]) -> None:
+    """Give `cls` a `_validate` that enforces its Meta constraints and enum fields, then calls `_check`.
+
+    Generated as straight-line code (as `dataclasses` does) because it runs on every message built or decoded,
+    venue fills included: a generic loop over field specs costs about twice as much. Only values are checked,
+    not Python types: msgspec checks types on decode, and in-process callers are type-checked code.
+    """
+    lines: list[str] = []
+    namespace: dict[str, Any] = {"_error": _error, "_bound_code": _bound_code, "ProtocolErrorCode": ProtocolErrorCode}
+    for field in msgspec.inspect.type_info(cls).fields:
+        ftype, optional = field.type, False
+        if isinstance(ftype, msgspec.inspect.UnionType):
+            members = [t for t in ftype.types if not isinstance(t, msgspec.inspect.NoneType)]
+            if len(members) != 1:
+                continue
+            ftype, optional = members[0], True
+        name = field.name
+        guard = "x is not None and " if optional else ""
+        if isinstance(ftype, msgspec.inspect.IntType):
+            low = ftype.ge if ftype.ge is not None else (ftype.gt + 1 if ftype.gt is not None else None)
+            high = ftype.le if ftype.le is not None else (ftype.lt - 1 if ftype.lt is not None else None)
+            if low is None and high is None:
+                continue
+            lines.append(f"    x = self.{name}")
+            if low is not None:
+                lines.append(
+                    f"    if {guard}x < {low}: "
+                    f"raise _error(_bound_code({name!r}), self, {name!r}, f'must be >= {low}, got {{x}}')"
+                )
+            if high is not None:
+                lines.append(
+                    f"    if {guard}x > {high}: "
+                    f"raise _error(ProtocolErrorCode.INVALID_FIELD, self, {name!r}, f'must be <= {high}, got {{x}}')"
+                )
+        elif isinstance(ftype, msgspec.inspect.StrType):
+            if ftype.min_length is None and ftype.max_length is None:
+                continue
+            lines.append(f"    x = self.{name}")
+            if ftype.min_length:
+                lines.append(
+                    f"    if {guard}len(x) < {ftype.min_length}: "
+                    f"raise _error(ProtocolErrorCode.INVALID_FIELD, self, {name!r}, 'must not be empty')"
+                )
+            if ftype.max_length is not None:
+                lines.append(
+                    f"    if {guard}len(x) > {ftype.max_length}: "
+                    f"raise _error(ProtocolErrorCode.FIELD_TOO_LONG, self, {name!r}, 'longer than {ftype.max_length}')"
+                )
+        elif isinstance(ftype, msgspec.inspect.EnumType):
+            members_name = f"_members_{name}"
+            namespace[members_name] = frozenset(ftype.cls)
+            lines.append(f"    x = self.{name}")
+            lines.append(
+                f"    if {guard}x not in {members_name}: "
+                f"raise _error(ProtocolErrorCode.INVALID_FIELD, self, {name!r}, f'not a {ftype.cls.__name__}: {{x!r}}')"
+            )
+    lines.append("    self._check()")
+    source = "def _validate(self):\n" + "\n".join(lines) + "\n"
+    exec(compile(source, f"<validator {cls.__name__}>", "exec"), namespace)
+    cls._validate = namespace["_validate"]
+
+
+# What `Codec.check` visits in each class, worked out once so decoding a fill does not walk all its fields.
+_SYMBOL, _SCOPE_NAME, _SYMBOLS, _NESTED, _NESTED_MANY = range(5)
+
+
+def _registry_plan(cls: type[_Struct]) -> tuple[tuple[str, int], ...]:
+    def holds_struct(t: msgspec.inspect.Type) -> bool:
+        members = t.types if isinstance(t, msgspec.inspect.UnionType) else (t,)
+        return any(isinstance(m, msgspec.inspect.StructType) for m in members)
+
+    plan: list[tuple[str, int]] = []
+    for field in msgspec.inspect.type_info(cls).fields:
+        ftype = field.type
+        if field.name == "symbol":
+            plan.append((field.name, _SYMBOL))
+        elif cls is Scope and field.name == "name":
+            plan.append((field.name, _SCOPE_NAME))
+        elif field.name == "restricted_symbols":
+            plan.append((field.name, _SYMBOLS))
+        elif holds_struct(ftype):
+            plan.append((field.name, _NESTED))
+        elif isinstance(ftype, msgspec.inspect.VarTupleType) and holds_struct(ftype.item_type):
+            plan.append((field.name, _NESTED_MANY))
+    return tuple(plan)
+
+
+_REGISTRY_PLANS: dict[type, tuple[tuple[str, int], ...]] = {}
+for _cls in (*_VALUE_TYPES, *MESSAGE_TYPES):
+    _install_validator(_cls)
+    _REGISTRY_PLANS[_cls] = _registry_plan(_cls)
+
+
+# --- codec ------------------------------------------------------------------------------------------------------
+
+_ERROR_RE = re.compile(r"^(?P<detail>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
+_TAG_RE = re.compile(r"^Invalid value '(?P<tag>.*)'$", re.DOTALL)
+_FIELD_RE = re.compile(r"\.(\w+)(?:\[[^\]]*\])*$")
+
+
+class _Header(msgspec.Struct):
+    """Just the version, read only after a full decode failed, to report a version mismatch as such."""
+
+    v: int = PROTOCOL_VERSION
+
+
+def _enc_hook(obj: Any) -> Any:
+    if type(obj) is _ParamDecimal:
+        return msgspec.msgpack.Ext(_EXT_PARAM_DECIMAL, str(obj).encode("ascii"))
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code != _EXT_PARAM_DECIMAL:
+        raise ProtocolError(ProtocolErrorCode.INVALID_FIELD, f"unknown MessagePack ext type {code}")
+    try:
+        return _ParamDecimal(bytes(data).decode("ascii"))
+    except (ValueError, ArithmeticError):
+        raise ProtocolError(ProtocolErrorCode.INVALID_FIELD, "strategy parameter is not a decimal") from None
+
+
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_HEADER_DECODER = msgspec.msgpack.Decoder(_Header)
+
+
+def _translate(exc: msgspec.MsgspecError, data: bytes) -> ProtocolError:
+    """Turn a msgspec error into a ProtocolError, keeping msgspec's sentence and path in the reason."""
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        return ProtocolError(ProtocolErrorCode.MALFORMED, str(exc))
+    try:
+        header = _HEADER_DECODER.decode(data)
+    except (msgspec.MsgspecError, ProtocolError):
+        header = None
+    # A message from another protocol version usually fails on its new or changed fields first; name the real
+    # cause.
+    if header is not None and header.v != PROTOCOL_VERSION:
+        return ProtocolError(
+            ProtocolErrorCode.UNSUPPORTED_VERSION, f"protocol version {header.v!r}, expected {PROTOCOL_VERSION}"
+        )
+    text = str(exc)
+    match = _ERROR_RE.match(text)
+    detail, path = match["detail"], match["path"] or "$"
+    if detail.startswith("Object contains unknown field"):
+        code = ProtocolErrorCode.UNKNOWN_FIELD
+    elif detail.startswith("Object missing required field `type`"):
+        code = ProtocolErrorCode.UNKNOWN_MESSAGE
+    elif detail.startswith("Object missing required field"):
+        code = ProtocolErrorCode.MISSING_FIELD
+    elif detail.startswith("Expected `object`") and path == "$":
+        code = ProtocolErrorCode.MALFORMED
+    elif path.endswith(".type") and (tag := _TAG_RE.match(detail)):
+        code = ProtocolErrorCode.UNEXPECTED_MESSAGE if tag["tag"] in _TAGS else ProtocolErrorCode.UNKNOWN_MESSAGE
+    elif "of length <=" in detail:
+        code = ProtocolErrorCode.FIELD_TOO_LONG
+    elif (field := _FIELD_RE.search(path)) and re.match(r"^Expected `int` >=", detail):
+        code = _bound_code(field[1])
+    else:
+        code = ProtocolErrorCode.INVALID_FIELD
+    return ProtocolError(code, text if match["path"] else f"{text} - at `$`")
+
+
+class Codec:
+    """Encodes messages to MessagePack and decodes bytes back into validated messages.
+
+    Build one per thread or share one: it holds only immutable state and pre-built msgspec encoders/decoders.
+    """
+
+    __slots__ = ("_decoders", "_instruments", "_max_bytes")
+
+    def __init__(self, instruments: InstrumentRegistry, *, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._instruments = instruments
+        self._max_bytes = max_message_bytes
+        self._decoders = {
+            kind: msgspec.msgpack.Decoder(union, ext_hook=_ext_hook)
+            for kind, union in (
+                ("message", Message),
+                ("command", Command),
+                ("reply", Reply),
+                ("event", EventEnvelope),
+                ("venue_command", VenueCommand),
+                ("venue_event", VenueEvent),
+            )
+        }
+
+    @property
+    def instruments(self) -> InstrumentRegistry:
+        return self._instruments
+
+    def encode(self, msg: Message) -> bytes:
+        """MessagePack bytes of `msg`. Registry checks are the receiver's job (see `check` to run them here)."""
+        return _ENCODER.encode(msg)
+
+    def decode(self, data: bytes) -> Message:
+        """Any protocol message. Raises ProtocolError, and nothing else, for anything that is not one."""
+        return self._decode(data, "message")
+
+    def decode_command(self, data: bytes) -> Command:
+        return self._decode(data, "command")
+
+    def decode_reply(self, data: bytes) -> Reply:
+        return self._decode(data, "reply")
+
+    def decode_event(self, data: bytes) -> EventEnvelope:
+        """One frame of the PUB stream."""
+        return self._decode(data, "event")
+
+    def decode_venue_command(self, data: bytes) -> VenueCommand:
+        return self._decode(data, "venue_command")
+
+    def decode_venue_event(self, data: bytes) -> VenueEvent:
+        return self._decode(data, "venue_event")
+
+    def _decode(self, data: bytes, kind: str) -> Any:
+        try:
+            if len(data) > self._max_bytes:
+                raise ProtocolError(ProtocolErrorCode.MESSAGE_TOO_LARGE, f"{len(data)} bytes, limit {self._max_bytes}")
+            try:
+                msg = self._decoders[kind].decode(data)
+            except msgspec.MsgspecError as exc:
+                raise _translate(exc, data) from None
+            if msg.v != PROTOCOL_VERSION:
+                raise ProtocolError(
+                    ProtocolErrorCode.UNSUPPORTED_VERSION, f"protocol version {msg.v!r}, expected {PROTOCOL_VERSION}"
+                )
+            self.check(msg)
+            return msg
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            # The decoder is the trust boundary: no sequence of bytes may take down the thread reading a socket.
+            # Anything msgspec or the checks did not anticipate is reported as malformed input.
+            raise ProtocolError(ProtocolErrorCode.MALFORMED, f"{type(exc).__name__}: {exc}") from exc
+
+    # Registry checks ---------------------------------------------------------------------------------------
+
+    def check(self, msg: msgspec.Struct) -> None:
+        """Checks that need reference data: symbols are known, console order prices and quantities sit on the
+        instrument's grid. Decoding runs it; call it before `encode` to refuse a bad message at the sender."""
+        for field, action in _REGISTRY_PLANS[type(msg)]:
+            value = getattr(msg, field)
+            if action == _SYMBOL:
+                if value:  # "" means "every symbol" where the field allows it (VenueMassCancel)
+                    self._instrument(value, msg, field)
+            elif action == _SCOPE_NAME:
+                if msg.kind == ScopeKind.INSTRUMENT:
+                    self._instrument(value, msg, field)
+            elif action == _SYMBOLS:
+                for symbol in value:
+                    self._instrument(symbol, msg, field)
+            elif action == _NESTED:
+                if value is not None:
+                    self.check(value)
+            else:
+                for item in value:
+                    self.check(item)
+        if type(msg) is SubmitOrder or type(msg) is ReplaceOrder:
+            self.order_ticks(msg)
+
+    def order_ticks(self, cmd: SubmitOrder | ReplaceOrder) -> tuple[int, int]:
+        """(price in ticks, quantity in lots) of a console order; price 0 for MARKET."""
+        instrument = self._instrument(cmd.symbol, cmd, "symbol")
+        price = 0 if cmd.price is None else self._steps(instrument.price_to_ticks, cmd.price, cmd, "price")
+        return price, self._steps(instrument.qty_to_lots, cmd.quantity, cmd, "quantity")
+
+    def _instrument(self, symbol: str, msg: object, field: str) -> Instrument:
+        try:
+            return self._instruments.get(symbol)
+        except InstrumentError:
+            raise _error(ProtocolErrorCode.UNKNOWN_SYMBOL, msg, field, f"unknown symbol {symbol!r}") from None
+
+    @staticmethod
+    def _steps(convert: Any, value: Decimal, msg: object, field: str) -> int:
+        try:
+            steps = convert(value)
+        except InstrumentError as exc:
+            code = ProtocolErrorCode(exc.code) if exc.code in ProtocolErrorCode.__members__ else None
+            raise _error(code or ProtocolErrorCode.INVALID_FIELD, msg, field, exc.reason) from None
+        if steps > MAX_INT64:
+            raise _error(ProtocolErrorCode.INVALID_FIELD, msg, field, f"{value} is beyond the int64 grid")
+        return steps
+
+
+__all__ = [
+    "COMMAND_TYPES",
+    "EVENT_TYPES",
+    "MESSAGE_TYPES",
+    "PROTOCOL_VERSION",
+    "REPLY_TYPES",
+    "VENUE_COMMAND_TYPES",
+    "VENUE_EVENT_TYPES",
+    "BookDeltas",
+    "BookSnapshot",
+    "CancelAllOrders",
+    "CancelOrder",
+    "CancelRejected",
+    "Codec",
+    "Command",
+    "CommandAccepted",
+    "CommandRejected",
+    "EngineHeartbeat",
+    "Event",
+    "EventEnvelope",
+    "ExecType",
+    "ExecutionReport",
+    "HaltTrading",
+    "Heartbeat",
+    "Instrument",
+    "InstrumentRegistry",
+    "LimitsChanged",
+    "Message",
+    "OrderAccepted",
+    "OrderCanceled",
+    "OrderDenied",
+    "OrderExpired",
+    "OrderFilled",
+    "OrderRejected",
+    "OrderReplaced",
+    "OrderStatus",
+    "OrderSubmitted",
+    "OrderSummary",
+    "OrderType",
+    "PnlUpdated",
+    "PositionChanged",
+    "PositionSummary",
+    "ProtocolError",
+    "ProtocolErrorCode",
+    "ReduceTrading",
+    "ReplaceOrder",
+    "ReplayBatch",
+    "Reply",
+    "RequestReplay",
+    "RequestStateSnapshot",
+    "ResumeTrading",
+    "RiskLimits",
+    "RollbackStrategyParams",
+    "Scope",
+    "ScopeKind",
+    "ScopeLimits",
+    "ScopeTradingState",
+    "SetLimits",
+    "Side",
+    "StartStrategy",
+    "StateSnapshot",
+    "StopStrategy",
+    "StrategyParamsChanged",
+    "StrategyState",
+    "StrategyStateChanged",
+    "StrategySummary",
+    "SubmitOrder",
+    "TimeInForce",
+    "TopOfBookChanged",
+    "TradePrinted",
+    "TradingState",
+    "TradingStateChanged",
+    "UpdateStrategyParams",
+    "VenueCancelOrder",
+    "VenueCommand",
+    "VenueEvent",
+    "VenueMassCancel",
+    "VenuePlaceOrder",
+    "VenueQueryOrder",
+    "VenueReplaceOrder",
+    "VenueRequestSnapshot",
+]
