@@ -1,0 +1,218 @@
+"""Fast price-level (L2) order book (engine thread: feed handler and strategies, never shared across threads).
+
+Per side a dict price -> total size holds the truth; the best price and its size are plain attributes,
+touched only when an update lands at or through the best, so reading the top of book costs one attribute
+load. A heap per side (bids negated) finds the next best when the best level is deleted. The heap is
+cleaned lazily: a deleted level stays in it until it surfaces at the top, and the heap is rebuilt from
+the dict when stale entries outnumber live ones, so memory stays proportional to the book.
+
+`apply` is deliberately one flat function with the side branches written out: on CPython every helper
+call, attribute lookup and enum comparison on the hot path costs more than the dict update itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from heapq import heapify, heappop, heappush, nlargest, nsmallest
+
+from engine.book.reference import bad_depth, bad_level_size, bad_price, bad_side, validated_snapshot
+
+# A heap may hold this many entries beyond twice the live levels before it is rebuilt; keeps small books
+# from being rebuilt on every few inserts.
+_HEAP_SLACK = 64
+
+
+class PriceLevels:
+    """Price -> total size per side, the best prices as attributes, and the reads both books share.
+
+    Subclasses write `_bids` / `_asks` and keep the best_* attributes current; when a write deletes the best
+    level they call `_next_best_bid` / `_next_best_ask`, and when they add a level they push it on the heap.
+    """
+
+    __slots__ = (
+        "_ask_heap",
+        "_ask_heap_cap",
+        "_asks",
+        "_bid_heap",
+        "_bid_heap_cap",
+        "_bids",
+        "best_ask",
+        "best_ask_size",
+        "best_bid",
+        "best_bid_size",
+        "symbol",
+    )
+
+    def __init__(self, symbol: str = "") -> None:
+        self.symbol = symbol
+        self.clear()
+
+    def clear(self) -> None:
+        self._bids: dict[int, int] = {}
+        self._asks: dict[int, int] = {}
+        self._bid_heap: list[int] = []  # negated bid prices
+        self._ask_heap: list[int] = []
+        self._bid_heap_cap = _HEAP_SLACK
+        self._ask_heap_cap = _HEAP_SLACK
+        self.best_bid: int | None = None
+        self.best_ask: int | None = None
+        self.best_bid_size = 0
+        self.best_ask_size = 0
+
+    # Cold paths: the best level was deleted, or the heap has too many stale entries.
+
+    def _next_best_bid(self) -> None:
+        heap, bids = self._bid_heap, self._bids
+        while heap:
+            price = -heap[0]
+            size = bids.get(price)
+            if size:
+                self.best_bid = price
+                self.best_bid_size = size
+                return
+            heappop(heap)
+        self.best_bid = None
+        self.best_bid_size = 0
+
+    def _next_best_ask(self) -> None:
+        heap, asks = self._ask_heap, self._asks
+        while heap:
+            price = heap[0]
+            size = asks.get(price)
+            if size:
+                self.best_ask = price
+                self.best_ask_size = size
+                return
+            heappop(heap)
+        self.best_ask = None
+        self.best_ask_size = 0
+
+    def _rebuild_bid_heap(self) -> None:
+        heap = [-price for price in self._bids]
+        heapify(heap)
+        self._bid_heap = heap
+        self._bid_heap_cap = 2 * len(heap) + _HEAP_SLACK
+
+    def _rebuild_ask_heap(self) -> None:
+        heap = list(self._asks)
+        heapify(heap)
+        self._ask_heap = heap
+        self._ask_heap_cap = 2 * len(heap) + _HEAP_SLACK
+
+    # Reads off the hot path.
+
+    def depth(self, n: int | None = None) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The best `n` levels per side (all when None): bids descending, asks ascending, as (price, size)."""
+        bids, asks = self._bids, self._asks
+        if n is None:
+            return sorted(bids.items(), reverse=True), sorted(asks.items())
+        if n < 0:
+            raise bad_depth(n)
+        # A partial selection is cheaper than sorting a deep book when only the top is wanted.
+        return nlargest(n, bids.items()), nsmallest(n, asks.items())
+
+    def size_at(self, side: int, price: int) -> int:
+        if side == 1:
+            return self._bids.get(price, 0)
+        if side == -1:
+            return self._asks.get(price, 0)
+        raise bad_side(side)
+
+    def level_count(self, side: int) -> int:
+        if side == 1:
+            return len(self._bids)
+        if side == -1:
+            return len(self._asks)
+        raise bad_side(side)
+
+    def is_crossed(self) -> bool:
+        bid, ask = self.best_bid, self.best_ask
+        return bid is not None and ask is not None and bid > ask
+
+    def is_locked(self) -> bool:
+        bid = self.best_bid
+        return bid is not None and bid == self.best_ask
+
+
+class L2Book(PriceLevels):
+    """Price level -> total size per side with the best bid/ask kept current on every update.
+
+    Read `best_bid`, `best_ask` (int ticks or None) and `best_bid_size`, `best_ask_size` (lots, 0 when the
+    side is empty) as attributes. Preconditions (not checked on the hot path, for speed): prices and sizes
+    are ints. Bad sides, negative prices and negative sizes are refused with a BookError.
+    """
+
+    __slots__ = ()
+
+    def apply(self, side: int, price: int, size: int) -> None:
+        """Set the total size at one level; size 0 deletes it (deleting an absent level does nothing)."""
+        if side == 1:
+            bids = self._bids
+            if size > 0:
+                if price not in bids:
+                    # A new level: the only place a price enters the book, so the only place it is validated.
+                    if price < 0:
+                        raise bad_price(price)
+                    heap = self._bid_heap
+                    heappush(heap, -price)
+                    if len(heap) > self._bid_heap_cap:
+                        self._rebuild_bid_heap()
+                bids[price] = size
+                best = self.best_bid
+                if best is None or price >= best:
+                    self.best_bid = price
+                    self.best_bid_size = size
+            elif size == 0:
+                if bids.pop(price, 0):
+                    if price == self.best_bid:
+                        self._next_best_bid()
+                elif price < 0:
+                    raise bad_price(price)
+            else:
+                raise bad_price(price) if price < 0 else bad_level_size(size)
+        elif side == -1:
+            asks = self._asks
+            if size > 0:
+                if price not in asks:
+                    if price < 0:
+                        raise bad_price(price)
+                    heap = self._ask_heap
+                    heappush(heap, price)
+                    if len(heap) > self._ask_heap_cap:
+                        self._rebuild_ask_heap()
+                asks[price] = size
+                best = self.best_ask
+                if best is None or price <= best:
+                    self.best_ask = price
+                    self.best_ask_size = size
+            elif size == 0:
+                if asks.pop(price, 0):
+                    if price == self.best_ask:
+                        self._next_best_ask()
+                elif price < 0:
+                    raise bad_price(price)
+            else:
+                raise bad_price(price) if price < 0 else bad_level_size(size)
+        else:
+            raise bad_side(side)
+
+    def apply_deltas(self, deltas: Iterable[tuple[int, int, int]]) -> None:
+        """`apply` each (side, price, size) in order (e.g. `BookDeltas.deltas`), saving a call per delta.
+
+        Stops at the first bad delta with a BookError; the deltas before it stay applied.
+        """
+        apply = self.apply
+        for side, price, size in deltas:
+            apply(side, price, size)
+
+    def load_snapshot(self, bids: Iterable[tuple[int, int]], asks: Iterable[tuple[int, int]]) -> None:
+        """Replace the whole book with these levels (iterables of (price, size); size 0 means no level)."""
+        new_bids, new_asks = validated_snapshot(bids, asks)
+        self._bids = new_bids
+        self._asks = new_asks
+        self._rebuild_bid_heap()
+        self._rebuild_ask_heap()
+        self.best_bid = None
+        self.best_ask = None
+        self._next_best_bid()
+        self._next_best_ask()
