@@ -1,0 +1,11 @@
+"""Simulated exchange: matching core, in-process venue, background order flow and file replay (venue thread).
+
+`MatchingCore` is one symbol's book and matching rules on plain ints; `Venue` wraps cores in the protocol's
+`Venue*` commands and `ExecutionReport` / `BookDeltas` / `TradePrinted` / `BookSnapshot` events; `PoissonFlow`
+supplies seeded background participants; `ReplayMarket` turns a recorded file into resting liquidity and trades.
+"""
+
+from engine.venue.matching import MatchingCore
+from engine.venue.venue import Reason, Venue, VenueError, VenueOrder
+
+__all__ = ["MatchingCore", "Reason", "Venue", "VenueError", "VenueOrder"]

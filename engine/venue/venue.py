@@ -1,0 +1,750 @@
+"""The simulated venue: order entry, execution reports and sequenced market data over MatchingCore (venue thread only).
+
+`Venue` accepts the protocol's `Venue*` commands (`handle`) or the same calls as keyword methods, and returns the
+messages they cause, in causal order: execution reports for every order touched, one `TradePrinted` per fill, and at
+most one `BookDeltas` per symbol holding the net change of every level the command touched. `BookDeltas` and
+`TradePrinted` share one market-data sequence per symbol, contiguous from 1, so `snapshot()` taken between two
+commands, plus every later delta, reproduces the book.
+
+Nothing is raised for a bad order: it becomes a REJECTED (or CANCEL_REJECTED) report with a reason code from
+`Reason`, and the book is unchanged. The venue never reads the wall clock: a command's `ts` is used when positive,
+otherwise the `clock` passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce
+from engine.errors import EngineError
+from engine.protocol import (
+    BookDeltas,
+    BookSnapshot,
+    ExecutionReport,
+    TradePrinted,
+    VenueCancelOrder,
+    VenueMassCancel,
+    VenuePlaceOrder,
+    VenueQueryOrder,
+    VenueReplaceOrder,
+    VenueRequestSnapshot,
+)
+from engine.venue.matching import (
+    EV_FILL,
+    FOK,
+    GTC,
+    IOC,
+    KILLED_FOK,
+    MARKET_BUY_PRICE,
+    MARKET_SELL_PRICE,
+    POST_ONLY,
+    REJECTED_POST_ONLY,
+    MatchingCore,
+)
+
+
+class Reason:
+    """Reason codes carried by execution reports (`reason_code`)."""
+
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    INVALID_QUANTITY = "INVALID_QUANTITY"  # zero or negative quantity
+    INVALID_PRICE = "INVALID_PRICE"  # LIMIT without a positive price, MARKET with one
+    INVALID_ORDER = "INVALID_ORDER"  # post-only on a MARKET, IOC or FOK order
+    DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"  # the account used this id before on this venue
+    POST_ONLY_WOULD_CROSS = "POST_ONLY_WOULD_CROSS"
+    FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
+    IOC_REMAINDER = "IOC_REMAINDER"  # the unfilled rest of an IOC or MARKET order
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"  # no open order with that id for that account
+    WRONG_ACCOUNT = "WRONG_ACCOUNT"  # the order id is open, but under another account
+    SYMBOL_MISMATCH = "SYMBOL_MISMATCH"  # the order exists on another symbol than the one named
+    SELF_TRADE_PREVENTED = "SELF_TRADE_PREVENTED"  # resting order canceled because its own account crossed it
+    REPLACE_BELOW_FILLED = "REPLACE_BELOW_FILLED"  # replaced to a quantity at or below what already filled
+    MASS_CANCEL = "MASS_CANCEL"
+    DAY_EXPIRY = "DAY_EXPIRY"
+
+
+class VenueError(EngineError):
+    """A request that is not an order problem but a caller bug (snapshot of an unknown symbol, unknown message)."""
+
+
+_SIDES = {1: Side.BUY, -1: Side.SELL}
+
+
+class VenueOrder:
+    """The venue's record of one order; hung on the matching core's order list as its tag."""
+
+    __slots__ = (
+        "account",
+        "client_order_id",
+        "cum_quantity",
+        "order_type",
+        "orig_client_order_id",
+        "post_only",
+        "price",
+        "quantity",
+        "side",
+        "symbol",
+        "time_in_force",
+        "venue_order_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        venue_order_id: int,
+        client_order_id: str,
+        account: str,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        time_in_force: TimeInForce,
+        price: int,
+        quantity: int,
+        post_only: bool,
+    ) -> None:
+        self.venue_order_id = venue_order_id
+        self.client_order_id = client_order_id
+        self.orig_client_order_id = ""
+        self.account = account
+        self.symbol = symbol
+        self.side = side
+        self.order_type = order_type
+        self.time_in_force = time_in_force
+        self.price = price
+        self.quantity = quantity
+        self.cum_quantity = 0
+        self.post_only = post_only
+
+    @property
+    def leaves_quantity(self) -> int:
+        return self.quantity - self.cum_quantity
+
+
+class _SymbolState:
+    __slots__ = ("core", "md_seq", "symbol", "trade_id")
+
+    def __init__(self, symbol: str, stp: bool) -> None:
+        self.symbol = symbol
+        self.core = MatchingCore(stp=stp)
+        self.md_seq = 0
+        self.trade_id = 0
+
+
+class Venue:
+    """In-process venue for a set of symbols. Venue thread only; not thread-safe.
+
+    Self-trade prevention (default on) is "cancel resting": see `MatchingCore`.
+    """
+
+    def __init__(self, symbols: Iterable[str], *, clock: Callable[[], int], stp: bool = True) -> None:
+        self._clock = clock
+        self._symbols: dict[str, _SymbolState] = {s: _SymbolState(s, stp) for s in symbols}
+        if not self._symbols:
+            raise VenueError("VENUE_NO_SYMBOLS", "a venue needs at least one symbol")
+        self._open: dict[tuple[str, str], VenueOrder] = {}  # (account, client_order_id) -> open order
+        self._open_by_id: dict[str, VenueOrder] = {}  # client_order_id -> an open order, to tell WRONG_ACCOUNT
+        self._used_ids: set[tuple[str, str]] = set()  # every (account, client_order_id) ever accepted or rejected
+        self._next_order_id = 0
+        self._next_exec_id = 0
+        self._handlers: dict[type, Callable[[Any], list]] = {
+            VenuePlaceOrder: self._on_place,
+            VenueCancelOrder: self._on_cancel,
+            VenueReplaceOrder: self._on_replace,
+            VenueMassCancel: self._on_mass_cancel,
+            VenueQueryOrder: self._on_query,
+            VenueRequestSnapshot: self._on_snapshot,
+        }
+
+    # ------------------------------------------------------------------ entry points
+
+    def handle(self, command: Any) -> list:
+        """Apply one protocol command; returns the messages it caused (reports, trades, deltas, snapshot)."""
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise VenueError("VENUE_UNKNOWN_COMMAND", f"the venue does not handle {type(command).__name__}")
+        return handler(command)
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self._symbols)
+
+    def core(self, symbol: str) -> MatchingCore:
+        """The symbol's matching core (read it; never mutate it behind the venue's back)."""
+        return self._state(symbol).core
+
+    def md_seq(self, symbol: str) -> int:
+        """Last market-data sequence number published for `symbol` (0 = none yet)."""
+        return self._state(symbol).md_seq
+
+    def open_order(self, account: str, client_order_id: str) -> VenueOrder | None:
+        return self._open.get((account, client_order_id))
+
+    def open_orders(self, account: str | None = None) -> list[VenueOrder]:
+        return [o for o in self._open.values() if account is None or o.account == account]
+
+    def snapshot(self, symbol: str, depth: int = 0, ts: int = 0) -> BookSnapshot:
+        state = self._state(symbol)
+        bids, asks = state.core.depth(depth)
+        return BookSnapshot(symbol=symbol, seq=state.md_seq, ts=ts or self._clock(), bids=tuple(bids), asks=tuple(asks))
+
+    def place_order(
+        self,
+        *,
+        client_order_id: str,
+        account: str,
+        symbol: str,
+        side: int,
+        order_type: OrderType,
+        time_in_force: TimeInForce,
+        price: int,
+        quantity: int,
+        post_only: bool = False,
+        ts: int = 0,
+    ) -> list:
+        ts = ts or self._clock()
+        side = _SIDES[side]
+        order = VenueOrder(
+            venue_order_id=0,
+            client_order_id=client_order_id,
+            account=account,
+            symbol=symbol,
+            side=side,
+            order_type=order_type,
+            time_in_force=time_in_force,
+            price=price,
+            quantity=quantity,
+            post_only=post_only,
+        )
+        out: list = []
+        reason = self._check_new(order)
+        if reason:
+            self._used_ids.add((account, client_order_id))
+            out.append(self._report(order, ExecType.REJECTED, OrderStatus.REJECTED, ts, leaves=0, reason=reason))
+            return out
+        state = self._symbols[symbol]
+        core = state.core
+        self._used_ids.add((account, client_order_id))
+        self._next_order_id += 1
+        order.venue_order_id = oid = self._next_order_id
+        if order_type == OrderType.MARKET:
+            limit = MARKET_BUY_PRICE if side == 1 else MARKET_SELL_PRICE
+            kind = FOK if time_in_force == TimeInForce.FOK else IOC
+        else:
+            limit = price
+            if post_only:
+                kind = POST_ONLY
+            elif time_in_force == TimeInForce.IOC:
+                kind = IOC
+            elif time_in_force == TimeInForce.FOK:
+                kind = FOK
+            else:
+                kind = GTC
+        result = core.submit(oid, account, side, limit, quantity, kind, order)
+        if result == REJECTED_POST_ONLY:
+            out.append(
+                self._report(
+                    order, ExecType.REJECTED, OrderStatus.REJECTED, ts, leaves=0, reason=Reason.POST_ONLY_WOULD_CROSS
+                )
+            )
+            return out
+        if result == KILLED_FOK:
+            out.append(
+                self._report(order, ExecType.NEW, OrderStatus.NEW, ts, leaves=quantity),
+            )
+            out.append(
+                self._report(order, ExecType.EXPIRED, OrderStatus.EXPIRED, ts, leaves=0, reason=Reason.FOK_NOT_FILLABLE)
+            )
+            return out
+        out.append(self._report(order, ExecType.NEW, OrderStatus.NEW, ts, leaves=quantity))
+        if result and kind in (GTC, POST_ONLY):
+            self._register(order)
+        self._drain(state, order, ts, out)
+        if result and kind in (IOC, FOK):
+            out.append(
+                self._report(
+                    order,
+                    _EXPIRED,
+                    OrderStatus.EXPIRED,
+                    ts,
+                    leaves=0,
+                    reason=Reason.IOC_REMAINDER,
+                )
+            )
+        self._publish_deltas(state, ts, out)
+        return out
+
+    def cancel_order(
+        self, *, client_order_id: str, orig_client_order_id: str, account: str, symbol: str, ts: int = 0
+    ) -> list:
+        ts = ts or self._clock()
+        order, reason = self._find(account, orig_client_order_id, symbol)
+        if order is None:
+            return [
+                self._cancel_reject(
+                    cl_id=client_order_id,
+                    orig_cl_id=orig_client_order_id,
+                    account=account,
+                    symbol=symbol,
+                    reason=reason,
+                    ts=ts,
+                )
+            ]
+        state = self._symbols[order.symbol]
+        state.core.cancel(order.venue_order_id)
+        self._unregister(order)
+        out = [
+            self._report(
+                order,
+                ExecType.CANCELED,
+                OrderStatus.CANCELED,
+                ts,
+                leaves=0,
+                client_order_id=client_order_id,
+                orig_client_order_id=orig_client_order_id,
+            )
+        ]
+        self._publish_deltas(state, ts, out)
+        return out
+
+    def replace_order(
+        self,
+        *,
+        client_order_id: str,
+        orig_client_order_id: str,
+        account: str,
+        symbol: str,
+        price: int,
+        quantity: int,
+        ts: int = 0,
+    ) -> list:
+        """Cancel/replace. `quantity` is the new total order quantity (filled part included, as FIX OrderQty).
+
+        Same price and a lower quantity keep time priority; a price change or a larger quantity loses it; a
+        quantity at or below the filled quantity cancels the order; a price that now crosses trades at once.
+        """
+        ts = ts or self._clock()
+        order, reason = self._find(account, orig_client_order_id, symbol)
+        if order is None:
+            return [
+                self._cancel_reject(
+                    cl_id=client_order_id,
+                    orig_cl_id=orig_client_order_id,
+                    account=account,
+                    symbol=symbol,
+                    reason=reason,
+                    ts=ts,
+                )
+            ]
+        if quantity <= 0:
+            reason = Reason.INVALID_QUANTITY
+        elif price <= 0:
+            reason = Reason.INVALID_PRICE
+        elif client_order_id != orig_client_order_id and (account, client_order_id) in self._used_ids:
+            reason = Reason.DUPLICATE_CLIENT_ORDER_ID
+        if reason:
+            return [
+                self._cancel_reject(
+                    cl_id=client_order_id,
+                    orig_cl_id=orig_client_order_id,
+                    account=account,
+                    symbol=symbol,
+                    reason=reason,
+                    ts=ts,
+                    order=order,
+                )
+            ]
+        state = self._symbols[order.symbol]
+        core = state.core
+        oid = order.venue_order_id
+        out: list = []
+        if quantity <= order.cum_quantity:
+            core.cancel(oid)
+            self._unregister(order)
+            self._used_ids.add((account, client_order_id))
+            out.append(
+                self._report(
+                    order,
+                    ExecType.CANCELED,
+                    OrderStatus.CANCELED,
+                    ts,
+                    leaves=0,
+                    reason=Reason.REPLACE_BELOW_FILLED,
+                    client_order_id=client_order_id,
+                    orig_client_order_id=orig_client_order_id,
+                )
+            )
+            self._publish_deltas(state, ts, out)
+            return out
+        result = core.replace(oid, price, quantity - order.cum_quantity, POST_ONLY if order.post_only else GTC)
+        if result == REJECTED_POST_ONLY:
+            return [
+                self._cancel_reject(
+                    cl_id=client_order_id,
+                    orig_cl_id=orig_client_order_id,
+                    account=account,
+                    symbol=symbol,
+                    reason=Reason.POST_ONLY_WOULD_CROSS,
+                    ts=ts,
+                    order=order,
+                )
+            ]
+        self._used_ids.add((account, client_order_id))
+        self._unregister(order)
+        order.orig_client_order_id = orig_client_order_id
+        order.client_order_id = client_order_id
+        order.price = price
+        order.quantity = quantity
+        out.append(
+            self._report(order, ExecType.REPLACED, _status_open(order), ts, leaves=order.quantity - order.cum_quantity)
+        )
+        if result:
+            self._register(order)
+        self._drain(state, order, ts, out)
+        self._publish_deltas(state, ts, out)
+        return out
+
+    def mass_cancel(self, *, client_order_id: str, account: str, symbol: str = "", ts: int = 0) -> list:
+        """Cancel every open order of `account` (on `symbol`, or on every symbol when it is "")."""
+        ts = ts or self._clock()
+        if symbol and symbol not in self._symbols:
+            return [
+                self._cancel_reject(
+                    cl_id=client_order_id,
+                    orig_cl_id="",
+                    account=account,
+                    symbol=symbol,
+                    reason=Reason.UNKNOWN_SYMBOL,
+                    ts=ts,
+                )
+            ]
+        victims = [o for o in self._open.values() if o.account == account and (not symbol or o.symbol == symbol)]
+        out: list = []
+        touched: dict[str, _SymbolState] = {}
+        for order in victims:
+            state = self._symbols[order.symbol]
+            state.core.cancel(order.venue_order_id)
+            self._unregister(order)
+            touched[order.symbol] = state
+            out.append(
+                self._report(
+                    order,
+                    ExecType.CANCELED,
+                    OrderStatus.CANCELED,
+                    ts,
+                    leaves=0,
+                    reason=Reason.MASS_CANCEL,
+                    client_order_id=client_order_id,
+                    orig_client_order_id=order.client_order_id,
+                )
+            )
+        for state in touched.values():
+            self._publish_deltas(state, ts, out)
+        return out
+
+    def query_order(self, *, client_order_id: str, account: str, symbol: str, ts: int = 0) -> list:
+        ts = ts or self._clock()
+        order, reason = self._find(account, client_order_id, symbol)
+        if order is None:
+            return [
+                self._report(
+                    _placeholder(client_order_id, account, symbol),
+                    ExecType.ORDER_STATUS,
+                    OrderStatus.REJECTED,
+                    ts,
+                    leaves=0,
+                    reason=reason,
+                )
+            ]
+        return [self._report(order, ExecType.ORDER_STATUS, _status_open(order), ts, leaves=order.leaves_quantity)]
+
+    def expire_day_orders(self, ts: int = 0) -> list:
+        """End of the trading day: every open DAY order expires."""
+        ts = ts or self._clock()
+        out: list = []
+        touched: dict[str, _SymbolState] = {}
+        for order in [o for o in self._open.values() if o.time_in_force == TimeInForce.DAY]:
+            state = self._symbols[order.symbol]
+            state.core.cancel(order.venue_order_id)
+            self._unregister(order)
+            touched[order.symbol] = state
+            out.append(self._report(order, _EXPIRED, OrderStatus.EXPIRED, ts, leaves=0, reason=Reason.DAY_EXPIRY))
+        for state in touched.values():
+            self._publish_deltas(state, ts, out)
+        return out
+
+    # ------------------------------------------------------------------ protocol adapters
+
+    def _on_place(self, c: VenuePlaceOrder) -> list:
+        return self.place_order(
+            client_order_id=c.client_order_id,
+            account=c.account,
+            symbol=c.symbol,
+            side=c.side,
+            order_type=c.order_type,
+            time_in_force=c.time_in_force,
+            price=c.price,
+            quantity=c.quantity,
+            post_only=c.post_only,
+            ts=c.ts,
+        )
+
+    def _on_cancel(self, c: VenueCancelOrder) -> list:
+        return self.cancel_order(
+            client_order_id=c.client_order_id,
+            orig_client_order_id=c.orig_client_order_id,
+            account=c.account,
+            symbol=c.symbol,
+            ts=c.ts,
+        )
+
+    def _on_replace(self, c: VenueReplaceOrder) -> list:
+        return self.replace_order(
+            client_order_id=c.client_order_id,
+            orig_client_order_id=c.orig_client_order_id,
+            account=c.account,
+            symbol=c.symbol,
+            price=c.price,
+            quantity=c.quantity,
+            ts=c.ts,
+        )
+
+    def _on_mass_cancel(self, c: VenueMassCancel) -> list:
+        return self.mass_cancel(client_order_id=c.client_order_id, account=c.account, symbol=c.symbol, ts=c.ts)
+
+    def _on_query(self, c: VenueQueryOrder) -> list:
+        return self.query_order(client_order_id=c.client_order_id, account=c.account, symbol=c.symbol)
+
+    def _on_snapshot(self, c: VenueRequestSnapshot) -> list:
+        return [self.snapshot(c.symbol, c.depth)]
+
+    # ------------------------------------------------------------------ internals
+
+    def _state(self, symbol: str) -> _SymbolState:
+        state = self._symbols.get(symbol)
+        if state is None:
+            raise VenueError(Reason.UNKNOWN_SYMBOL, f"the venue does not list {symbol!r}")
+        return state
+
+    def _check_new(self, order: VenueOrder) -> str:
+        if order.symbol not in self._symbols:
+            return Reason.UNKNOWN_SYMBOL
+        if order.quantity <= 0:
+            return Reason.INVALID_QUANTITY
+        if order.order_type == OrderType.MARKET:
+            if order.price != 0:
+                return Reason.INVALID_PRICE
+        elif order.price <= 0:
+            return Reason.INVALID_PRICE
+        if order.post_only and (
+            order.order_type == OrderType.MARKET or order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
+        ):
+            return Reason.INVALID_ORDER
+        if (order.account, order.client_order_id) in self._used_ids:
+            return Reason.DUPLICATE_CLIENT_ORDER_ID
+        return ""
+
+    def _find(self, account: str, client_order_id: str, symbol: str) -> tuple[VenueOrder | None, str]:
+        order = self._open.get((account, client_order_id))
+        if order is None:
+            if symbol not in self._symbols:
+                return None, Reason.UNKNOWN_SYMBOL
+            if client_order_id in self._open_by_id:
+                return None, Reason.WRONG_ACCOUNT
+            return None, Reason.UNKNOWN_ORDER
+        if order.symbol != symbol:
+            return None, Reason.SYMBOL_MISMATCH
+        return order, ""
+
+    def _register(self, order: VenueOrder) -> None:
+        self._open[(order.account, order.client_order_id)] = order
+        self._open_by_id[order.client_order_id] = order
+
+    def _unregister(self, order: VenueOrder) -> None:
+        self._open.pop((order.account, order.client_order_id), None)
+        if self._open_by_id.get(order.client_order_id) is order:
+            del self._open_by_id[order.client_order_id]
+
+    def _drain(self, state: _SymbolState, taker: VenueOrder, ts: int, out: list) -> None:
+        """Turn the core's fills and self-trade cancels into reports and trades (deltas are published after)."""
+        core = state.core
+        events = core.events
+        if events:
+            aggressor = taker.side
+            for event in events:
+                resting = event[1]
+                maker: VenueOrder = resting[4]
+                if event[0] == EV_FILL:
+                    price = event[2]
+                    qty = event[3]
+                    maker.cum_quantity += qty
+                    leaves = resting[1]
+                    if not leaves:
+                        self._unregister(maker)
+                    out.append(
+                        self._report(
+                            maker,
+                            ExecType.TRADE,
+                            _status_after_fill(leaves),
+                            ts,
+                            leaves=leaves,
+                            last_price=price,
+                            last_quantity=qty,
+                            is_maker=True,
+                        )
+                    )
+                    taker.cum_quantity += qty
+                    taker_leaves = taker.quantity - taker.cum_quantity
+                    out.append(
+                        self._report(
+                            taker,
+                            ExecType.TRADE,
+                            _status_after_fill(taker_leaves),
+                            ts,
+                            leaves=taker_leaves,
+                            last_price=price,
+                            last_quantity=qty,
+                        )
+                    )
+                    state.md_seq += 1
+                    state.trade_id += 1
+                    out.append(
+                        TradePrinted(
+                            symbol=state.symbol,
+                            seq=state.md_seq,
+                            ts=ts,
+                            trade_id=state.trade_id,
+                            price=price,
+                            quantity=qty,
+                            aggressor=aggressor,
+                        )
+                    )
+                else:
+                    self._unregister(maker)
+                    out.append(
+                        self._report(
+                            maker,
+                            ExecType.CANCELED,
+                            OrderStatus.CANCELED,
+                            ts,
+                            leaves=0,
+                            reason=Reason.SELF_TRADE_PREVENTED,
+                        )
+                    )
+            events.clear()
+
+    def _publish_deltas(self, state: _SymbolState, ts: int, out: list) -> None:
+        deltas = state.core.deltas
+        if not deltas:
+            return
+        if len(deltas) == 1:
+            net = (deltas[0],)
+        else:
+            # Net change per level: a command can touch one level several times (a replace that leaves and
+            # re-joins it, a sweep that also cancels a self-trade); subscribers only need the final size.
+            final: dict[tuple[int, int], int] = {}
+            for side, price, size in deltas:
+                final[(side, price)] = size
+            net = tuple((side, price, size) for (side, price), size in final.items())
+        deltas.clear()
+        state.md_seq += 1
+        out.append(
+            BookDeltas(
+                symbol=state.symbol, seq=state.md_seq, ts=ts, deltas=tuple((_SIDES[d[0]], d[1], d[2]) for d in net)
+            )
+        )
+
+    def _cancel_reject(
+        self,
+        *,
+        cl_id: str,
+        orig_cl_id: str,
+        account: str,
+        symbol: str,
+        reason: str,
+        ts: int,
+        order: VenueOrder | None = None,
+    ) -> ExecutionReport:
+        """A refused cancel/replace. For an order the caller may not see, the order fields are placeholders."""
+        if order is None:
+            order = _placeholder(cl_id, account, symbol)
+            status, leaves = OrderStatus.REJECTED, 0
+        else:
+            status, leaves = _status_open(order), order.leaves_quantity
+        return self._report(
+            order,
+            ExecType.CANCEL_REJECTED,
+            status,
+            ts,
+            leaves=leaves,
+            reason=reason,
+            client_order_id=cl_id,
+            orig_client_order_id=orig_cl_id,
+        )
+
+    def _report(
+        self,
+        order: VenueOrder,
+        exec_type: ExecType,
+        status: OrderStatus,
+        ts: int,
+        *,
+        leaves: int,
+        reason: str = "",
+        last_price: int = 0,
+        last_quantity: int = 0,
+        is_maker: bool = False,
+        client_order_id: str | None = None,
+        orig_client_order_id: str | None = None,
+    ) -> ExecutionReport:
+        self._next_exec_id += 1
+        return ExecutionReport(
+            exec_id=str(self._next_exec_id),
+            client_order_id=order.client_order_id if client_order_id is None else client_order_id,
+            orig_client_order_id=order.orig_client_order_id if orig_client_order_id is None else orig_client_order_id,
+            venue_order_id=order.venue_order_id,
+            account=order.account,
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            time_in_force=order.time_in_force,
+            exec_type=exec_type,
+            status=status,
+            # A rejected order may carry a negative price or quantity; the report shows 0 rather than fail.
+            price=max(order.price, 0),
+            quantity=max(order.quantity, 0),
+            last_price=last_price,
+            last_quantity=last_quantity,
+            leaves_quantity=leaves,
+            cum_quantity=order.cum_quantity,
+            is_maker=is_maker,
+            reason_code=reason,
+            ts=ts,
+        )
+
+
+_EXPIRED = ExecType.EXPIRED
+
+
+def _placeholder(client_order_id: str, account: str, symbol: str) -> VenueOrder:
+    """Order fields for a report about an order the venue cannot (or may not) show: unknown, or another account's."""
+    return VenueOrder(
+        venue_order_id=0,
+        client_order_id=client_order_id,
+        account=account,
+        symbol=symbol,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        time_in_force=TimeInForce.GTC,
+        price=0,
+        quantity=0,
+        post_only=False,
+    )
+
+
+def _status_after_fill(leaves: int) -> OrderStatus:
+    return OrderStatus.PARTIALLY_FILLED if leaves else OrderStatus.FILLED
+
+
+def _status_open(order: VenueOrder) -> OrderStatus:
+    return OrderStatus.PARTIALLY_FILLED if order.cum_quantity else OrderStatus.NEW
