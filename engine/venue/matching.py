@@ -112,8 +112,11 @@ class MatchingCore:
                 qty = self._take_bids(account, price, qty)
         if qty == 0:
             return 0
-        if kind in (1, 2):
+        if kind == 1:
             return qty
+        if kind == 2:
+            # Reached only when nothing crossed: a fillable FOK has taken everything above.
+            return KILLED_FOK
         # Resting, inlined from _rest(): a method call is a measurable share of an add's cost.
         if side == 1:
             level = self._bids.get(price)
