@@ -1,0 +1,83 @@
+"""Reachability of the services the console depends on, for /healthz and the pages' status strip."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+from console.celery import app as celery_app
+
+
+class Status(StrEnum):
+    OK = "ok"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    latency_ms: float | None = None
+
+
+def _timed(name: str, probe) -> Check:
+    started = time.perf_counter()
+    try:
+        detail = probe()
+    except Exception as exc:  # any failure of a probe means the service is down; say why
+        return Check(name, Status.DOWN, f"{type(exc).__name__}: {exc}"[:200])
+    return Check(name, Status.OK, detail, round((time.perf_counter() - started) * 1000, 2))
+
+
+def check_database() -> Check:
+    def probe() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("select version()")
+            return cursor.fetchone()[0].split(" on ")[0]
+
+    return _timed("database", probe)
+
+
+def check_redis() -> Check:
+    def probe() -> str:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return "redis " + client.info("server")["redis_version"]
+        finally:
+            client.close()
+
+    return _timed("redis", probe)
+
+
+def check_celery(timeout: float = 1.0) -> Check:
+    def probe() -> str:
+        replies = celery_app.control.ping(timeout=timeout)
+        if not replies:
+            raise RuntimeError("no worker answered a ping")
+        return f"{len(replies)} worker(s): " + ", ".join(sorted(name for reply in replies for name in reply))
+
+    return _timed("celery", probe)
+
+
+def check_engine() -> Check:
+    # The engine process and its command socket arrive with the engine-process issue; until the
+    # console has an engine client there is nothing that could answer, so the state is unknown.
+    return Check("engine", Status.UNKNOWN, f"no engine client yet (endpoint {settings.ENGINE_COMMAND_ENDPOINT})")
+
+
+REQUIRED = ("database", "redis")
+
+
+def system_health() -> list[Check]:
+    return [check_database(), check_redis(), check_celery(), check_engine()]
+
+
+def is_healthy(checks: list[Check]) -> bool:
+    return all(check.status is Status.OK for check in checks if check.name in REQUIRED)

@@ -1,0 +1,1 @@
+"""Settings packages: base (shared), dev (the run command), test (pytest), production (docker)."""

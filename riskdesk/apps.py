@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RiskdeskConfig(AppConfig):
+    name = "riskdesk"
+    verbose_name = "Risk desk"

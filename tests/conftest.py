@@ -1,0 +1,136 @@
+"""Standing users for console tests: one per role plus an outsider with no role."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery-staple"  # test-only credential for throw-away users in the test database
+
+
+def _make_user(username: str, role: str | None):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD)
+    if role is not None:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def trader(db):
+    return _make_user("tina_trader", "trader")
+
+
+@pytest.fixture
+def risk_officer(db):
+    return _make_user("rick_risk", "risk_officer")
+
+
+@pytest.fixture
+def compliance_officer(db):
+    return _make_user("cora_compliance", "compliance_officer")
+
+
+@pytest.fixture
+def admin_user(db):
+    user = _make_user("ada_admin", "admin")
+    user.is_staff = True
+    user.save()
+    return user
+
+
+@pytest.fixture
+def outsider(db):
+    return _make_user("otto_outsider", None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for_subprocesses() -> str:
+    """A DATABASE_URL pointing at the database the tests are using right now (the test database)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    host = db.get("HOST") or db.get("OPTIONS", {}).get("host", "")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgresql://{quote(db['USER'] or '')}@{quote(host, safe='')}{port}/{db['NAME']}"
+
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url_for_subprocesses()
+    env["DJANGO_SETTINGS_MODULE"] = "console.settings.test"
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(overrides)
+    return env
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def celery_worker_process(tmp_path):
+    """A real Celery worker in its own process, on this run's private queue and the real Redis broker."""
+    from django.conf import settings
+
+    log = open(tmp_path / "celery-worker.log", "w")
+
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "console",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "-Q",
+            settings.CELERY_TASK_DEFAULT_QUEUE,
+            "-n",
+            f"test-{os.getpid()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        from console.celery import app
+
+        wait_for(
+            lambda: app.control.ping(timeout=0.5, destination=[f"test-{os.getpid()}@{socket.gethostname()}"]),
+            timeout=60,
+            what="the celery worker to answer a ping",
+        )
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
