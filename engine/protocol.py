@@ -941,65 +941,59 @@ def _bound_code(field: str) -> ProtocolErrorCode:
     return ProtocolErrorCode.INVALID_FIELD
 
 
+def _range_error(obj: object, field: str, value: Any, low: int | None, high: int | None) -> ProtocolError:
+    """The error for an int outside [low, high] or a str whose length is; runs only on the failure path."""
+    if isinstance(value, str):
+        if high is not None and len(value) > high:
+            return _error(ProtocolErrorCode.FIELD_TOO_LONG, obj, field, f"longer than {high} characters")
+        return _error(ProtocolErrorCode.INVALID_FIELD, obj, field, "must not be empty")
+    if low is not None and value < low:
+        return _error(_bound_code(field), obj, field, f"must be >= {low}, got {value}")
+    return _error(ProtocolErrorCode.INVALID_FIELD, obj, field, f"must be <= {high}, got {value}")
+
+
 def _install_validator(cls: type[_Struct]) -> None:
     """Give `cls` a `_validate` that enforces its Meta constraints and enum fields, then calls `_check`.
 
-    Generated as straight-line code (as `dataclasses` does) because it runs on every message built or decoded,
-    venue fills included: a generic loop over field specs costs about twice as much. Only values are checked,
-    not Python types: msgspec checks types on decode, and in-process callers are type-checked code.
+    Generated as straight-line code (as `dataclasses` generates `__init__`) because it runs on every message
+    built or decoded, venue fills included, and one chained comparison per field is the cheapest check Python
+    has. Only values are checked, not Python types: msgspec checks types on decode, and in-process callers are
+    type-checked code (a wrong type fails with TypeError at the comparison).
     """
-    lines: list[str] = []
-    namespace: dict[str, Any] = {"_error": _error, "_bound_code": _bound_code, "ProtocolErrorCode": ProtocolErrorCode}
+    body: list[str] = []
+    namespace: dict[str, Any] = {"_range_error": _range_error, "_error": _error, "ProtocolErrorCode": ProtocolErrorCode}
     for field in msgspec.inspect.type_info(cls).fields:
-        ftype, optional = field.type, False
-        if isinstance(ftype, msgspec.inspect.UnionType):
+        ftype, name = field.type, field.name
+        optional = isinstance(ftype, msgspec.inspect.UnionType)
+        if optional:
             members = [t for t in ftype.types if not isinstance(t, msgspec.inspect.NoneType)]
             if len(members) != 1:
                 continue
-            ftype, optional = members[0], True
-        name = field.name
-        guard = "x is not None and " if optional else ""
+            ftype = members[0]
+        guard = f"self.{name} is not None and " if optional else ""
         if isinstance(ftype, msgspec.inspect.IntType):
             low = ftype.ge if ftype.ge is not None else (ftype.gt + 1 if ftype.gt is not None else None)
             high = ftype.le if ftype.le is not None else (ftype.lt - 1 if ftype.lt is not None else None)
-            if low is None and high is None:
-                continue
-            lines.append(f"    x = self.{name}")
-            if low is not None:
-                lines.append(
-                    f"    if {guard}x < {low}: "
-                    f"raise _error(_bound_code({name!r}), self, {name!r}, f'must be >= {low}, got {{x}}')"
-                )
-            if high is not None:
-                lines.append(
-                    f"    if {guard}x > {high}: "
-                    f"raise _error(ProtocolErrorCode.INVALID_FIELD, self, {name!r}, f'must be <= {high}, got {{x}}')"
-                )
+            value = f"self.{name}"
         elif isinstance(ftype, msgspec.inspect.StrType):
-            if ftype.min_length is None and ftype.max_length is None:
-                continue
-            lines.append(f"    x = self.{name}")
-            if ftype.min_length:
-                lines.append(
-                    f"    if {guard}len(x) < {ftype.min_length}: "
-                    f"raise _error(ProtocolErrorCode.INVALID_FIELD, self, {name!r}, 'must not be empty')"
-                )
-            if ftype.max_length is not None:
-                lines.append(
-                    f"    if {guard}len(x) > {ftype.max_length}: "
-                    f"raise _error(ProtocolErrorCode.FIELD_TOO_LONG, self, {name!r}, 'longer than {ftype.max_length}')"
-                )
+            low, high, value = ftype.min_length or None, ftype.max_length, f"len(self.{name})"
         elif isinstance(ftype, msgspec.inspect.EnumType):
-            members_name = f"_members_{name}"
-            namespace[members_name] = frozenset(ftype.cls)
-            lines.append(f"    x = self.{name}")
-            lines.append(
-                f"    if {guard}x not in {members_name}: "
-                f"raise _error(ProtocolErrorCode.INVALID_FIELD, self, {name!r}, f'not a {ftype.cls.__name__}: {{x!r}}')"
+            namespace[f"_{name}_members"] = frozenset(ftype.cls)
+            body.append(
+                f"    if {guard}self.{name} not in _{name}_members: raise _error(ProtocolErrorCode.INVALID_FIELD, "
+                f"self, {name!r}, f'{{self.{name}!r}} is not a {ftype.cls.__name__}')"
             )
-    lines.append("    self._check()")
-    source = "def _validate(self):\n" + "\n".join(lines) + "\n"
-    exec(compile(source, f"<validator {cls.__name__}>", "exec"), namespace)
+            continue
+        else:
+            continue
+        if low is None and high is None:
+            continue
+        bounds = " <= ".join(str(part) for part in (low, value, high) if part is not None)
+        body.append(f"    if {guard}not ({bounds}): raise _range_error(self, {name!r}, self.{name}, {low!r}, {high!r})")
+    body.append("    self._check()")
+    source = "def _validate(self):\n" + "\n".join(body) + "\n"
+    cls._validator_source = source  # kept for debugging: print(SomeMessage._validator_source)
+    exec(compile(source, f"<{cls.__name__} validator>", "exec"), namespace)
     cls._validate = namespace["_validate"]
 
 
@@ -1044,7 +1038,7 @@ _FIELD_RE = re.compile(r"\.(\w+)(?:\[[^\]]*\])*$")
 class _Header(msgspec.Struct):
     """Just the version, read only after a full decode failed, to report a version mismatch as such."""
 
-    v: int = PROTOCOL_VERSION
+    v: Any = PROTOCOL_VERSION  # Any: a version of the wrong type is still a version mismatch
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -1093,7 +1087,7 @@ def _translate(exc: msgspec.MsgspecError, data: bytes) -> ProtocolError:
         code = ProtocolErrorCode.MALFORMED
     elif path.endswith(".type") and (tag := _TAG_RE.match(detail)):
         code = ProtocolErrorCode.UNEXPECTED_MESSAGE if tag["tag"] in _TAGS else ProtocolErrorCode.UNKNOWN_MESSAGE
-    elif "of length <=" in detail:
+    elif detail.startswith("Expected `str` of length <="):
         code = ProtocolErrorCode.FIELD_TOO_LONG
     elif (field := _FIELD_RE.search(path)) and re.match(r"^Expected `int` >=", detail):
         code = _bound_code(field[1])
