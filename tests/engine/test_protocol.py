@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -859,3 +860,15 @@ def test_valid_messages_with_a_field_replaced_by_anything_never_raise_anything_b
     wire[list(wire)[field % len(wire)]] = value
 
     _decodes_or_raises_protocol_error(codec, _raw(wire))
+
+
+def test_the_protocol_reference_documents_every_message_and_reason_code() -> None:
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+
+    undocumented = [
+        name
+        for name in [cls.__name__ for cls in MESSAGE_TYPES] + [code.value for code in ProtocolErrorCode]
+        if f"| `{name}` |" not in reference
+    ]
+
+    assert undocumented == []
