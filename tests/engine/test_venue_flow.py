@@ -1,15 +1,19 @@
-"""Tests of the seeded Poisson background flow driving the venue."""
+"""Tests of the venue's background market sources: the seeded Poisson flow and the recorded-file replay."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 
 from engine.enums import ExecType, OrderType, Side, TimeInForce
-from engine.protocol import ExecutionReport, TradePrinted, VenuePlaceOrder
-from engine.venue import Venue
+from engine.instruments import InstrumentRegistry
+from engine.marketdata.paths import shared_data_dir
+from engine.protocol import BookDeltas, ExecutionReport, TradePrinted, VenuePlaceOrder
+from engine.venue import Reason, Venue
 from engine.venue.flow import FlowConfig, FlowError, PoissonFlow
+from engine.venue.replay import BookReset, LevelUpdate, ReplayMarket, TopOfBook, TradeRecord, records_from_binance
 
 SYM = "BTCUSDT"
 SECOND = 1_000_000_000
@@ -218,3 +222,180 @@ def test_out_of_range_configuration_fails_at_construction_naming_the_value(overr
         FlowConfig(symbol=SYM, initial_price=overrides.pop("initial_price", 600_000), **overrides)
 
     assert excinfo.value.code == "FLOW_BAD_CONFIG"
+
+
+# ---------------------------------------------------------------------------------------------- replay
+
+
+def replay_venue(records) -> tuple[Venue, ReplayMarket, FakeClock]:
+    clock = FakeClock()
+    venue = Venue([SYM], clock=clock)
+    return venue, ReplayMarket(records, symbol=SYM, send=venue.handle, clock=clock), clock
+
+
+def strategy_bid(venue: Venue, cl_id: str, price: int, qty: int) -> list:
+    return venue.place_order(
+        client_order_id=cl_id,
+        account="STRAT",
+        symbol=SYM,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        time_in_force=TimeInForce.GTC,
+        price=price,
+        quantity=qty,
+    )
+
+
+def test_replayed_level_updates_become_the_venue_book():
+    records = [
+        LevelUpdate(1, Side.BUY, 99, 5),
+        LevelUpdate(1, Side.SELL, 101, 7),
+        LevelUpdate(2, Side.BUY, 98, 3),
+        LevelUpdate(3, Side.BUY, 99, 2),
+        LevelUpdate(4, Side.SELL, 101, 0),
+        LevelUpdate(4, Side.SELL, 102, 4),
+    ]
+    venue, replay, _clock = replay_venue(records)
+
+    replay.run()
+
+    assert venue.core(SYM).depth() == ([(99, 2), (98, 3)], [(102, 4)])
+    assert replay.exhausted and replay.records_replayed == 6
+
+
+def test_poll_replays_only_records_at_or_before_the_clock():
+    records = [LevelUpdate(10, Side.BUY, 99, 1), LevelUpdate(20, Side.BUY, 98, 1), LevelUpdate(30, Side.BUY, 97, 1)]
+    venue, replay, clock = replay_venue(records)
+
+    clock.now = 20
+    first = replay.poll()
+    clock.now = 25
+    second = replay.poll()
+
+    assert [m.ts for m in first if isinstance(m, BookDeltas)] == [10, 20]
+    assert second == []
+    assert venue.core(SYM).depth()[0] == [(99, 1), (98, 1)] and not replay.exhausted
+
+
+def test_recorded_size_added_after_a_strategy_order_queues_behind_it_and_shrinking_takes_the_newest_first():
+    venue, replay, _clock = replay_venue([])
+    replay.apply(LevelUpdate(1, Side.BUY, 99, 5))
+    strategy_bid(venue, "s1", 99, 1)
+
+    replay.apply(LevelUpdate(2, Side.BUY, 99, 8))
+    ahead_after_growth = venue.core(SYM).queue_position(venue.open_order("STRAT", "s1").venue_order_id)
+    replay.apply(LevelUpdate(3, Side.BUY, 99, 4))
+    ahead_after_shrink = venue.core(SYM).queue_position(venue.open_order("STRAT", "s1").venue_order_id)
+
+    assert ahead_after_growth == (1, 5)
+    assert ahead_after_shrink == (1, 4)
+    assert venue.core(SYM).size_at(Side.BUY, 99) == 5
+
+
+def test_a_recorded_trade_eats_the_queue_ahead_of_the_strategy_order_before_filling_it():
+    venue, replay, _clock = replay_venue([])
+    replay.apply(LevelUpdate(1, Side.BUY, 99, 3))
+    strategy_bid(venue, "s1", 99, 2)
+
+    out = replay.apply(TradeRecord(2, Side.SELL, 99, 4))
+
+    strat = [m for m in out if isinstance(m, ExecutionReport) and m.account == "STRAT"]
+    assert [(m.last_price, m.last_quantity, m.leaves_quantity) for m in strat] == [(99, 1, 1)]
+    assert replay.recorded_size(Side.BUY, 99) == 0
+
+
+def test_a_recorded_level_that_crosses_a_strategy_order_fills_it():
+    venue, replay, _clock = replay_venue([])
+    strategy_bid(venue, "s1", 100, 2)
+
+    out = replay.apply(LevelUpdate(1, Side.SELL, 100, 5))
+
+    strat = [m for m in out if isinstance(m, ExecutionReport) and m.account == "STRAT"]
+    assert strat[-1].status == 4  # FILLED
+    assert venue.core(SYM).depth() == ([], [(100, 3)])
+
+
+def test_stale_recorded_levels_are_cleared_instead_of_self_trading():
+    venue, replay, _clock = replay_venue([])
+    replay.apply(LevelUpdate(1, Side.BUY, 100, 5))
+    replay.apply(LevelUpdate(1, Side.BUY, 99, 5))
+
+    out = replay.apply(LevelUpdate(2, Side.SELL, 99, 2))
+
+    assert not any(isinstance(m, TradePrinted) for m in out)
+    assert not any(isinstance(m, ExecutionReport) and m.reason_code == Reason.SELF_TRADE_PREVENTED for m in out)
+    assert venue.core(SYM).depth() == ([], [(99, 2)])
+
+
+def test_top_of_book_removes_recorded_levels_inside_it_and_sets_the_best_levels():
+    venue, replay, _clock = replay_venue([])
+    replay.apply(LevelUpdate(1, Side.BUY, 101, 1))
+    replay.apply(LevelUpdate(1, Side.BUY, 99, 4))
+    replay.apply(LevelUpdate(1, Side.SELL, 103, 1))
+
+    replay.apply(TopOfBook(2, 100, 6, 104, 2))
+
+    assert venue.core(SYM).depth() == ([(100, 6), (99, 4)], [(104, 2)])
+
+
+def test_book_reset_removes_all_recorded_liquidity_but_not_strategy_orders():
+    venue, replay, _clock = replay_venue([])
+    replay.apply(LevelUpdate(1, Side.BUY, 99, 4))
+    replay.apply(LevelUpdate(1, Side.SELL, 101, 4))
+    strategy_bid(venue, "s1", 98, 1)
+
+    replay.apply(BookReset(2))
+
+    assert venue.core(SYM).depth() == ([(98, 1)], [])
+
+
+def test_replay_learns_of_fills_by_other_senders_through_observe():
+    venue, replay, _clock = replay_venue([])
+    replay.apply(LevelUpdate(1, Side.SELL, 101, 5))
+    fill = venue.place_order(
+        client_order_id="s1",
+        account="STRAT",
+        symbol=SYM,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        time_in_force=TimeInForce.IOC,
+        price=101,
+        quantity=2,
+    )
+
+    replay.observe(fill)
+    replay.apply(LevelUpdate(2, Side.SELL, 101, 4))
+
+    assert replay.recorded_size(Side.SELL, 101) == 4
+    assert venue.core(SYM).size_at(Side.SELL, 101) == 4
+
+
+BINANCE_FILE = shared_data_dir() / "hftbacktest" / "examples" / "usdm" / "btcusdt_20240808.gz"
+
+
+@pytest.mark.skipif(not BINANCE_FILE.exists(), reason=f"shared market data not found at {BINANCE_FILE}")
+def test_replaying_the_binance_capture_tracks_its_book_ticker_without_crossing_or_self_trading():
+    instrument = InstrumentRegistry.from_toml().get(SYM)
+    records = list(itertools.islice(records_from_binance(BINANCE_FILE, instrument), 6_000))
+    venue, replay, _clock = replay_venue([])
+    core = venue.core(SYM)
+    last_seq = 0
+    tickers = trades = 0
+
+    for record in records:
+        out = replay.apply(record)
+        for m in out:
+            if isinstance(m, (BookDeltas, TradePrinted)):
+                assert m.seq == last_seq + 1
+                last_seq = m.seq
+            if isinstance(m, ExecutionReport):
+                assert m.exec_type not in (ExecType.REJECTED, ExecType.CANCEL_REJECTED), m
+                assert m.reason_code != Reason.SELF_TRADE_PREVENTED
+        trades += sum(isinstance(m, TradePrinted) for m in out)
+        assert not core.is_crossed()
+        if isinstance(record, TopOfBook):
+            tickers += 1
+            assert (core.best_bid, core.best_ask) == (record.bid, record.ask)
+            assert core.size_at(Side.BUY, record.bid) == record.bid_size
+
+    assert tickers > 300 and trades > 20
