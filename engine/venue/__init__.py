@@ -5,7 +5,24 @@
 supplies seeded background participants; `ReplayMarket` turns a recorded file into resting liquidity and trades.
 """
 
+from engine.venue.flow import FlowConfig, FlowError, PoissonFlow
 from engine.venue.matching import MatchingCore
+from engine.venue.replay import BookReset, LevelUpdate, ReplayMarket, TopOfBook, TradeRecord, records_from_binance
 from engine.venue.venue import Reason, Venue, VenueError, VenueOrder
 
-__all__ = ["MatchingCore", "Reason", "Venue", "VenueError", "VenueOrder"]
+__all__ = [
+    "BookReset",
+    "FlowConfig",
+    "FlowError",
+    "LevelUpdate",
+    "MatchingCore",
+    "PoissonFlow",
+    "Reason",
+    "ReplayMarket",
+    "TopOfBook",
+    "TradeRecord",
+    "Venue",
+    "VenueError",
+    "VenueOrder",
+    "records_from_binance",
+]
