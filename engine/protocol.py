@@ -47,10 +47,9 @@ TEXT_MAX_LENGTH = 512
 MAX_PARAMS = 128
 PARAM_TEXT_MAX_LENGTH = 256
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# Decimals at the edge are bounded so that grid arithmetic stays exact and cheap: an exponent of 10**9
-# would make `divmod` against a tick size raise or crawl.
+# Decimals at the edge are bounded (|value| < 10**19) so that grid arithmetic stays exact and cheap: "1e999999999"
+# would make `divmod` against a tick size raise or crawl. Tiny values need no bound: they are simply off the grid.
 DECIMAL_MAX_ADJUSTED_EXPONENT = 18
-DECIMAL_MIN_EXPONENT = -18
 
 # Ext type code carrying a strategy parameter Decimal: str-encoded Decimals would be indistinguishable from
 # str parameters once decoded into `dict[str, Any]`.
@@ -219,7 +218,7 @@ class RiskLimits(_Struct, frozen=True, kw_only=True):
         for name in self._DECIMALS:
             value = getattr(self, name)
             if value is not None:
-                _check_decimal(self, name, value, ProtocolErrorCode.INVALID_FIELD)
+                _check_decimal(self, name, value, ProtocolErrorCode.INVALID_FIELD, _NON_NEGATIVE)
         if (self.max_orders_per_window is not None or self.max_messages_per_window is not None) and (
             self.rate_window_ns is None
         ):
@@ -276,7 +275,7 @@ class PositionSummary(_Struct, frozen=True, kw_only=True):
 
     def _check(self) -> None:
         for name in ("avg_price", "realized_pnl", "unrealized_pnl"):
-            _check_decimal(self, name, getattr(self, name), ProtocolErrorCode.INVALID_FIELD, signed=True)
+            _check_decimal(self, name, getattr(self, name), ProtocolErrorCode.INVALID_FIELD, _SIGNED)
 
 
 # --- engine -> venue commands (int ticks and lots) --------------------------------------------------------------
@@ -438,9 +437,9 @@ class SubmitOrder(_Command, frozen=True, kw_only=True):
     post_only: bool = False
 
     def _check(self) -> None:
-        _check_decimal(self, "quantity", self.quantity, ProtocolErrorCode.NON_POSITIVE_QUANTITY, positive=True)
+        _check_decimal(self, "quantity", self.quantity, ProtocolErrorCode.NON_POSITIVE_QUANTITY, _POSITIVE)
         if self.price is not None:
-            _check_decimal(self, "price", self.price, ProtocolErrorCode.NON_POSITIVE_PRICE, positive=True)
+            _check_decimal(self, "price", self.price, ProtocolErrorCode.NON_POSITIVE_PRICE, _POSITIVE)
         _check_order_shape(self, self.order_type, self.price is not None, self.price, self.post_only)
 
 
@@ -459,8 +458,8 @@ class ReplaceOrder(_Command, frozen=True, kw_only=True):
     quantity: Decimal
 
     def _check(self) -> None:
-        _check_decimal(self, "quantity", self.quantity, ProtocolErrorCode.NON_POSITIVE_QUANTITY, positive=True)
-        _check_decimal(self, "price", self.price, ProtocolErrorCode.NON_POSITIVE_PRICE, positive=True)
+        _check_decimal(self, "quantity", self.quantity, ProtocolErrorCode.NON_POSITIVE_QUANTITY, _POSITIVE)
+        _check_decimal(self, "price", self.price, ProtocolErrorCode.NON_POSITIVE_PRICE, _POSITIVE)
 
 
 class CancelAllOrders(_Command, frozen=True, kw_only=True):
@@ -644,7 +643,7 @@ class OrderFilled(_Message, frozen=True, kw_only=True):
     venue_ts: Nanos = 0
 
     def _check(self) -> None:
-        _check_decimal(self, "commission", self.commission, ProtocolErrorCode.INVALID_FIELD, signed=True)
+        _check_decimal(self, "commission", self.commission, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
 
 
 class PositionChanged(_Message, frozen=True, kw_only=True):
@@ -657,8 +656,8 @@ class PositionChanged(_Message, frozen=True, kw_only=True):
     realized_pnl: Decimal
 
     def _check(self) -> None:
-        _check_decimal(self, "avg_price", self.avg_price, ProtocolErrorCode.INVALID_FIELD)
-        _check_decimal(self, "realized_pnl", self.realized_pnl, ProtocolErrorCode.INVALID_FIELD, signed=True)
+        _check_decimal(self, "avg_price", self.avg_price, ProtocolErrorCode.INVALID_FIELD, _NON_NEGATIVE)
+        _check_decimal(self, "realized_pnl", self.realized_pnl, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
 
 
 class PnlUpdated(_Message, frozen=True, kw_only=True):
@@ -668,8 +667,8 @@ class PnlUpdated(_Message, frozen=True, kw_only=True):
     currency: Annotated[str, Meta(max_length=16)] = ""
 
     def _check(self) -> None:
-        _check_decimal(self, "realized_pnl", self.realized_pnl, ProtocolErrorCode.INVALID_FIELD, signed=True)
-        _check_decimal(self, "unrealized_pnl", self.unrealized_pnl, ProtocolErrorCode.INVALID_FIELD, signed=True)
+        _check_decimal(self, "realized_pnl", self.realized_pnl, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
+        _check_decimal(self, "unrealized_pnl", self.unrealized_pnl, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
 
 
 class TradingStateChanged(_Message, frozen=True, kw_only=True):
@@ -858,17 +857,27 @@ def _error(code: ProtocolErrorCode, obj: object, field: str, detail: str) -> Pro
     return ProtocolError(code, f"{type(obj).__name__}.{field}: {detail}")
 
 
-def _check_decimal(
-    obj: object, name: str, value: Decimal, code: ProtocolErrorCode, *, positive: bool = False, signed: bool = False
-) -> None:
-    """Finite, bounded, and positive (`positive`), any sign (`signed`) or non-negative (neither)."""
-    if not isinstance(value, Decimal) or not value.is_finite():
+_POSITIVE, _NON_NEGATIVE, _SIGNED = "positive", "non-negative", "signed"
+
+
+def _check_decimal(obj: object, name: str, value: Decimal, code: ProtocolErrorCode, sign: str) -> None:
+    """A finite Decimal within DECIMAL_* bounds, with the required `sign` (`code` when the sign is wrong).
+
+    Written with Decimal's own predicates (is_zero, is_signed) rather than comparisons against 0: it runs for
+    every money field of every fill and position event, and the predicates cost a fraction of a mixed compare.
+    """
+    try:
+        finite = value.is_finite()
+    except AttributeError:  # not a Decimal (float, int, None...): types are only checked by msgspec on decode
+        finite = False
+    if not finite:
         raise _error(ProtocolErrorCode.INVALID_FIELD, obj, name, f"expected a finite decimal, got {value!r}")
-    if value and (value.adjusted() > DECIMAL_MAX_ADJUSTED_EXPONENT or value.as_tuple().exponent < DECIMAL_MIN_EXPONENT):
+    zero = value.is_zero()
+    if not zero and value.adjusted() > DECIMAL_MAX_ADJUSTED_EXPONENT:
         raise _error(ProtocolErrorCode.INVALID_FIELD, obj, name, f"decimal {value} out of range")
-    if positive and value <= 0:
+    if sign is _POSITIVE and (zero or value.is_signed()):
         raise _error(code, obj, name, f"must be positive, got {value}")
-    if not positive and not signed and value < 0:
+    if sign is _NON_NEGATIVE and value.is_signed() and not zero:
         raise _error(code, obj, name, f"must not be negative, got {value}")
 
 
@@ -918,7 +927,7 @@ def _check_params(obj: Any) -> None:
             if len(value) > PARAM_TEXT_MAX_LENGTH:
                 raise _error(ProtocolErrorCode.FIELD_TOO_LONG, obj, f"params[{key!r}]", "text too long")
         elif isinstance(value, Decimal):
-            _check_decimal(obj, f"params[{key!r}]", value, ProtocolErrorCode.INVALID_FIELD, signed=True)
+            _check_decimal(obj, f"params[{key!r}]", value, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
             checked[key] = value if kind is _ParamDecimal else _ParamDecimal(value)
             continue
         else:
@@ -1196,8 +1205,10 @@ class Codec:
     def order_ticks(self, cmd: SubmitOrder | ReplaceOrder) -> tuple[int, int]:
         """(price in ticks, quantity in lots) of a console order; price 0 for MARKET."""
         instrument = self._instrument(cmd.symbol, cmd, "symbol")
-        price = 0 if cmd.price is None else self._steps(instrument.price_to_ticks, cmd.price, cmd, "price")
-        return price, self._steps(instrument.qty_to_lots, cmd.quantity, cmd, "quantity")
+        price = 0
+        if cmd.price is not None:
+            price = self._steps(instrument.price_to_ticks, instrument.ticks_to_price, cmd.price, cmd, "price")
+        return price, self._steps(instrument.qty_to_lots, instrument.lots_to_qty, cmd.quantity, cmd, "quantity")
 
     def _instrument(self, symbol: str, msg: object, field: str) -> Instrument:
         try:
@@ -1206,12 +1217,20 @@ class Codec:
             raise _error(ProtocolErrorCode.UNKNOWN_SYMBOL, msg, field, f"unknown symbol {symbol!r}") from None
 
     @staticmethod
-    def _steps(convert: Any, value: Decimal, msg: object, field: str) -> int:
+    def _steps(convert: Any, back: Any, value: Decimal, msg: object, field: str) -> int:
         try:
             steps = convert(value)
+            # Converting back and comparing exactly catches what `divmod` in the 28-digit decimal context can
+            # round away: "1e-999999999" has a remainder that underflows to 0 and would become 0 ticks.
+            exact = back(steps) == value
+        except ArithmeticError as exc:  # decimal.InvalidOperation: quotient beyond the context's 28 digits
+            raise _error(ProtocolErrorCode.INVALID_FIELD, msg, field, f"{value} cannot be put on the grid") from exc
         except InstrumentError as exc:
             code = ProtocolErrorCode(exc.code) if exc.code in ProtocolErrorCode.__members__ else None
             raise _error(code or ProtocolErrorCode.INVALID_FIELD, msg, field, exc.reason) from None
+        if not exact:
+            code = ProtocolErrorCode.PRICE_OFF_TICK if field == "price" else ProtocolErrorCode.QUANTITY_OFF_LOT
+            raise _error(code, msg, field, f"{value} is not on the instrument's grid")
         if steps > MAX_INT64:
             raise _error(ProtocolErrorCode.INVALID_FIELD, msg, field, f"{value} is beyond the int64 grid")
         return steps

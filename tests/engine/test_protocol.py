@@ -732,6 +732,8 @@ def test_every_truncation_of_a_valid_message_is_reported_as_malformed(codec: Cod
         (_raw(SUBMIT_WIRE | {"price": "65000.15"}), Code.PRICE_OFF_TICK, "price"),
         (_raw(SUBMIT_WIRE | {"quantity": "0.0001"}), Code.QUANTITY_OFF_LOT, "quantity"),
         (_raw(SUBMIT_WIRE | {"price": "1e999999999"}), Code.INVALID_FIELD, "price"),
+        (_raw(SUBMIT_WIRE | {"price": "1e-999999999"}), Code.PRICE_OFF_TICK, "price"),
+        (_raw(SUBMIT_WIRE | {"price": "65000.1" + "0" * 40 + "1"}), Code.PRICE_OFF_TICK, "price"),
         (_raw(_wire(_first(BookDeltas)) | {"deltas": [[3, 1, 1]]}), Code.INVALID_FIELD, "$.deltas[0][0]"),
         (_raw(_wire(_first(BookDeltas)) | {"deltas": [[1, 1]]}), Code.INVALID_FIELD, "$.deltas[0]"),
         (_raw(_wire(_first(BookSnapshot)) | {"bids": [[1, 0]]}), Code.INVALID_FIELD, "$.bids[0][1]"),
