@@ -142,9 +142,9 @@ class Venue:
         self._symbols: dict[str, _SymbolState] = {s: _SymbolState(s, stp) for s in symbols}
         if not self._symbols:
             raise VenueError("VENUE_NO_SYMBOLS", "a venue needs at least one symbol")
-        self._open: dict[tuple[str, str], VenueOrder] = {}  # (account, client_order_id) -> open order
-        self._open_by_id: dict[str, VenueOrder] = {}  # client_order_id -> an open order, to tell WRONG_ACCOUNT
-        self._used_ids: set[tuple[str, str]] = set()  # every (account, client_order_id) ever accepted or rejected
+        # Per account, not keyed by (account, id) tuples: a tuple per order costs ~60 bytes twice over.
+        self._open: dict[str, dict[str, VenueOrder]] = {}  # account -> client_order_id -> open order
+        self._used_ids: dict[str, set[str]] = {}  # account -> every client_order_id it sent (accepted or rejected)
         self._next_order_id = 0
         self._next_exec_id = 0
         self._handlers: dict[type, Callable[[Any], list]] = {
@@ -178,10 +178,12 @@ class Venue:
         return self._state(symbol).md_seq
 
     def open_order(self, account: str, client_order_id: str) -> VenueOrder | None:
-        return self._open.get((account, client_order_id))
+        return self._open.get(account, {}).get(client_order_id)
 
     def open_orders(self, account: str | None = None) -> list[VenueOrder]:
-        return [o for o in self._open.values() if account is None or o.account == account]
+        if account is not None:
+            return list(self._open.get(account, {}).values())
+        return [o for orders in self._open.values() for o in orders.values()]
 
     def snapshot(self, symbol: str, depth: int = 0, ts: int = 0) -> BookSnapshot:
         state = self._state(symbol)
@@ -219,12 +221,12 @@ class Venue:
         out: list = []
         reason = self._check_new(order)
         if reason:
-            self._used_ids.add((account, client_order_id))
+            self._use_id(account, client_order_id)
             out.append(self._report(order, ExecType.REJECTED, OrderStatus.REJECTED, ts, leaves=0, reason=reason))
             return out
         state = self._symbols[symbol]
         core = state.core
-        self._used_ids.add((account, client_order_id))
+        self._use_id(account, client_order_id)
         self._next_order_id += 1
         order.venue_order_id = oid = self._next_order_id
         if order_type == OrderType.MARKET:
@@ -340,7 +342,7 @@ class Venue:
             reason = Reason.INVALID_QUANTITY
         elif price <= 0:
             reason = Reason.INVALID_PRICE
-        elif client_order_id != orig_client_order_id and (account, client_order_id) in self._used_ids:
+        elif client_order_id != orig_client_order_id and client_order_id in self._used_ids.get(account, ()):
             reason = Reason.DUPLICATE_CLIENT_ORDER_ID
         if reason:
             return [
@@ -361,7 +363,7 @@ class Venue:
         if quantity <= order.cum_quantity:
             core.cancel(oid)
             self._unregister(order)
-            self._used_ids.add((account, client_order_id))
+            self._use_id(account, client_order_id)
             out.append(
                 self._report(
                     order,
@@ -389,7 +391,7 @@ class Venue:
                     order=order,
                 )
             ]
-        self._used_ids.add((account, client_order_id))
+        self._use_id(account, client_order_id)
         self._unregister(order)
         order.orig_client_order_id = orig_client_order_id
         order.client_order_id = client_order_id
@@ -418,7 +420,7 @@ class Venue:
                     ts=ts,
                 )
             ]
-        victims = [o for o in self._open.values() if o.account == account and (not symbol or o.symbol == symbol)]
+        victims = [o for o in self._open.get(account, {}).values() if not symbol or o.symbol == symbol]
         out: list = []
         touched: dict[str, _SymbolState] = {}
         for order in victims:
@@ -463,7 +465,7 @@ class Venue:
         ts = ts or self._clock()
         out: list = []
         touched: dict[str, _SymbolState] = {}
-        for order in [o for o in self._open.values() if o.time_in_force == TimeInForce.DAY]:
+        for order in [o for o in self.open_orders() if o.time_in_force == TimeInForce.DAY]:
             state = self._symbols[order.symbol]
             state.core.cancel(order.venue_order_id)
             self._unregister(order)
@@ -540,30 +542,39 @@ class Venue:
             order.order_type == OrderType.MARKET or order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
         ):
             return Reason.INVALID_ORDER
-        if (order.account, order.client_order_id) in self._used_ids:
+        if order.client_order_id in self._used_ids.get(order.account, ()):
             return Reason.DUPLICATE_CLIENT_ORDER_ID
         return ""
 
     def _find(self, account: str, client_order_id: str, symbol: str) -> tuple[VenueOrder | None, str]:
-        order = self._open.get((account, client_order_id))
+        order = self._open.get(account, {}).get(client_order_id)
         if order is None:
             if symbol not in self._symbols:
                 return None, Reason.UNKNOWN_SYMBOL
-            if client_order_id in self._open_by_id:
+            # The miss path only: a scan over accounts (few) is cheaper than a second index over every order.
+            if any(client_order_id in orders for other, orders in self._open.items() if other != account):
                 return None, Reason.WRONG_ACCOUNT
             return None, Reason.UNKNOWN_ORDER
         if order.symbol != symbol:
             return None, Reason.SYMBOL_MISMATCH
         return order, ""
 
+    def _use_id(self, account: str, client_order_id: str) -> None:
+        ids = self._used_ids.get(account)
+        if ids is None:
+            ids = self._used_ids[account] = set()
+        ids.add(client_order_id)
+
     def _register(self, order: VenueOrder) -> None:
-        self._open[(order.account, order.client_order_id)] = order
-        self._open_by_id[order.client_order_id] = order
+        orders = self._open.get(order.account)
+        if orders is None:
+            orders = self._open[order.account] = {}
+        orders[order.client_order_id] = order
 
     def _unregister(self, order: VenueOrder) -> None:
-        self._open.pop((order.account, order.client_order_id), None)
-        if self._open_by_id.get(order.client_order_id) is order:
-            del self._open_by_id[order.client_order_id]
+        orders = self._open.get(order.account)
+        if orders is not None and orders.get(order.client_order_id) is order:
+            del orders[order.client_order_id]
 
     def _drain(self, state: _SymbolState, taker: VenueOrder, ts: int, out: list) -> None:
         """Turn the core's fills and self-trade cancels into reports and trades (deltas are published after)."""
