@@ -1108,7 +1108,9 @@ def _translate(exc: msgspec.MsgspecError, data: bytes) -> ProtocolError:
 class Codec:
     """Encodes messages to MessagePack and decodes bytes back into validated messages.
 
-    Build one per thread or share one: it holds only immutable state and pre-built msgspec encoders/decoders.
+    Safe to share between threads: it holds only immutable state and msgspec encoders/decoders built once, whose
+    methods are thread-safe since msgspec 0.16 (msgspec PR #402). Only the outermost message's `v` is checked;
+    messages nested in an envelope or a replay batch travel in that frame's version.
     """
 
     __slots__ = ("_decoders", "_instruments", "_max_bytes")
