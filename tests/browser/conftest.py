@@ -71,7 +71,7 @@ def page(browser, output_dir):
 def live_console(transactional_db, output_dir):
     """daphne serving the console on a free port against the test database (committed data only)."""
     port = free_port()
-    log = open(output_dir / "daphne.log", "w")  # noqa: SIM115 - closed below
+    log = open(output_dir / "daphne.log", "w")  # closed in the finally below
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"],
         cwd=ROOT,

@@ -18,8 +18,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Settings the test process put into its own environment; the run command must choose its own.
 NOT_INHERITED = {
-    "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "CHANNEL_LAYER_PREFIX",
-    "CELERY_TASK_DEFAULT_QUEUE", "DEBUG", "VAR_DIR",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DJANGO_SETTINGS_MODULE",
+    "CHANNEL_LAYER_PREFIX",
+    "CELERY_TASK_DEFAULT_QUEUE",
+    "DEBUG",
+    "VAR_DIR",
 }
 
 
@@ -45,7 +51,9 @@ def test_bin_run_starts_the_system_a_demo_user_logs_in_and_ctrl_c_stops_everythi
     try:
         health = wait_for(
             lambda: (h := healthz(base_url)) and h["checks"]["celery"]["status"] == "ok" and h,
-            timeout=240, interval=1, what="bin/run to report a healthy system with a worker",
+            timeout=240,
+            interval=1,
+            what="bin/run to report a healthy system with a worker",
         )
         assert health["status"] == "ok"
 
