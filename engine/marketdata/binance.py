@@ -220,6 +220,7 @@ class BinanceBookSync:
 
     __slots__ = (
         "_buffer",
+        "_loaded_snapshot_id",
         "book",
         "diffs_applied",
         "diffs_dropped",
@@ -242,6 +243,8 @@ class BinanceBookSync:
         self.diffs_dropped = 0  # already covered by the snapshot, or evicted from a full buffer
         self.snapshots_applied = 0
         self._buffer: list[DepthDiff] = []
+        # lastUpdateId of a loaded snapshot still waiting for the diff that spans it (rule 3); None otherwise.
+        self._loaded_snapshot_id: int | None = None
 
     def on_diff(self, diff: DepthDiff) -> bool:
         """Feed one depthUpdate; True when it was applied to the book now."""
@@ -255,6 +258,17 @@ class BinanceBookSync:
             self._apply(diff)
             self.synced = True
             return True
+        loaded = self._loaded_snapshot_id
+        if loaded is not None:
+            if diff.last_update_id < loaded:
+                self.diffs_dropped += 1  # rule 2
+                return False
+            self._loaded_snapshot_id = None
+            if diff.first_update_id <= loaded:
+                self._apply(diff)  # rule 3: the first diff spanning the snapshot
+                self.synced = True
+                return True
+            self.gaps += 1  # the snapshot is older than this diff: updates in between were never seen
         if len(self._buffer) >= self.max_buffer:
             self._buffer.pop(0)
             self.diffs_dropped += 1
@@ -267,6 +281,7 @@ class BinanceBookSync:
             return 0  # the live book is already newer than this snapshot
         self.book.load_snapshot(snapshot.bids, snapshot.asks)
         self.snapshots_applied += 1
+        self._loaded_snapshot_id = None
         self.last_update_id = snapshot.last_update_id
         self.synced = False
         pending, self._buffer = self._buffer, []
@@ -289,9 +304,12 @@ class BinanceBookSync:
                 self._buffer.append(diff)
                 continue
             applied += 1
-        if self._buffer and not self.synced:
-            # The snapshot is older than the first buffered event: wait for a newer one.
-            self.gaps += 1
+        if not self.synced:
+            if self._buffer:
+                # The snapshot is older than the first buffered event: wait for a newer one.
+                self.gaps += 1
+            else:
+                self._loaded_snapshot_id = snapshot.last_update_id
         return applied
 
     @property

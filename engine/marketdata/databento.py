@@ -152,37 +152,42 @@ def replay_mbo(
     book = L3Book(instrument.symbol) if book is None else book
     stats = MboReplayStats()
     for event in iter_mbo_file(path, instrument, instrument_id=instrument_id):
-        action = event.action
-        stats.actions[_LETTER[action]] += 1
-        if event.flags & F_SNAPSHOT:
-            stats.snapshot_records += 1
-        try:
-            if action is BookAction.ADD:
-                book.add(event.order_id, event.side, event.price, event.size)
-                stats.applied += 1
-            elif action is BookAction.CANCEL:
-                book.cancel(event.order_id, event.size)
-                stats.applied += 1
-            elif action is BookAction.MODIFY:
-                try:
-                    book.order(event.order_id)
-                except BookError:
-                    # Databento: a modify for an order not in the book means it rested before the data began
-                    # (no snapshot): treat it as an add.
-                    stats.modify_of_unknown_order += 1
-                    book.add(event.order_id, event.side, event.price, event.size)
-                else:
-                    book.modify(event.order_id, event.price, event.size)
-                stats.applied += 1
-            elif action is BookAction.CLEAR:
-                book.clear()
-                stats.applied += 1
-            else:
-                stats.prints += 1
-        except BookError as exc:
-            stats.refused[exc.code] += 1
-        if event.flags & F_LAST:
-            stats.events += 1
-            if book.is_crossed():
-                stats.crossed_at_event_end += 1
+        apply_mbo_event(book, event, stats)
     return book, stats
+
+
+def apply_mbo_event(book: Any, event: MboEvent, stats: MboReplayStats) -> None:
+    """Apply one MBO record to an L3 book with Databento's semantics, counting it in `stats`."""
+    action = event.action
+    stats.actions[_LETTER[action]] += 1
+    if event.flags & F_SNAPSHOT:
+        stats.snapshot_records += 1
+    try:
+        if action is BookAction.ADD:
+            book.add(event.order_id, event.side, event.price, event.size)
+            stats.applied += 1
+        elif action is BookAction.CANCEL:
+            book.cancel(event.order_id, event.size)
+            stats.applied += 1
+        elif action is BookAction.MODIFY:
+            try:
+                book.order(event.order_id)
+            except BookError:
+                # Databento: a modify for an order not in the book means it rested before the data began
+                # (no snapshot): treat it as an add.
+                stats.modify_of_unknown_order += 1
+                book.add(event.order_id, event.side, event.price, event.size)
+            else:
+                book.modify(event.order_id, event.price, event.size)
+            stats.applied += 1
+        elif action is BookAction.CLEAR:
+            book.clear()
+            stats.applied += 1
+        else:
+            stats.prints += 1
+    except BookError as exc:
+        stats.refused[exc.code] += 1
+    if event.flags & F_LAST:
+        stats.events += 1
+        if book.is_crossed():
+            stats.crossed_at_event_end += 1
