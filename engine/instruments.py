@@ -7,7 +7,7 @@ converted here, exactly, and a value that is not on the grid is refused rather t
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded, Underflow
 from pathlib import Path
 
 import msgspec
@@ -65,6 +65,12 @@ class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.ticks_to_price(ticks) * self.lots_to_qty(lots) * self.multiplier
 
 
+# Exact arithmetic for grid checks: traps turn any rounding or overflow into an error instead of a
+# silently wrong tick count (the default 28-digit context rounds 1e-999999999 to 0 and overflows on 1e30).
+_EXACT = Context(prec=60, Emin=-999_999, Emax=999_999, traps=[Inexact, Rounded, InvalidOperation, Overflow, Underflow])
+MAX_STEPS = 2**63 - 1  # prices and sizes travel as int64 on the wire and in the database
+
+
 def _to_steps(instrument: Instrument, value: Decimal | str | int, step: Decimal, code: str, what: str) -> int:
     try:
         value = Decimal(value)
@@ -72,9 +78,14 @@ def _to_steps(instrument: Instrument, value: Decimal | str | int, step: Decimal,
         raise InstrumentError(f"BAD_{what.upper()}", f"{instrument.symbol}: {what} {value!r} is not a number") from None
     if not value.is_finite():
         raise InstrumentError(f"BAD_{what.upper()}", f"{instrument.symbol}: {what} {value} is not finite")
-    steps, remainder = divmod(value, step)
-    if remainder:
-        raise InstrumentError(code, f"{instrument.symbol}: {what} {value} is not a multiple of {step}")
+    try:
+        steps = _EXACT.divide(value, step)
+        if steps != steps.to_integral_value(context=_EXACT):
+            raise Inexact
+    except ArithmeticError:
+        raise InstrumentError(code, f"{instrument.symbol}: {what} {value} is not a multiple of {step}") from None
+    if abs(steps) > MAX_STEPS:
+        raise InstrumentError(f"BAD_{what.upper()}", f"{instrument.symbol}: {what} {value} is out of range")
     return int(steps)
 
 

