@@ -4,7 +4,7 @@ from functools import cache
 
 from django.conf import settings
 
-from engine.instruments import Instrument, InstrumentRegistry
+from engine.protocol import Instrument, InstrumentRegistry
 
 
 @cache
