@@ -5,8 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from engine.book import L2Book
+from engine.book import L2Book, ReferenceL2Book
 from engine.enums import Side
 from engine.feed import FeedError, FeedOutcome, SequencedFeed
 from engine.instruments import InstrumentRegistry
@@ -255,3 +257,69 @@ def test_feed_refuses_an_empty_buffer_bound():
         make_feed(max_buffer=0)
 
     assert excinfo.value.code == "FEED_BAD_CONFIG"
+
+
+# --- property: whatever the network does, a live (non-stale) book equals the venue's book at last_seq ----------
+
+venue_updates = st.lists(
+    st.tuples(st.sampled_from((1, -1)), st.integers(90, 110), st.integers(0, 5)), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(updates=venue_updates, data=st.data())
+def test_live_book_always_equals_the_venue_book_at_the_last_applied_sequence(updates, data):
+    # The venue: one delta per sequence number, and its book state after each one.
+    venue_book = ReferenceL2Book(SYMBOL)
+    states = {0: ((), ())}
+    messages = []
+    for seq, (side, wanted_price, size) in enumerate(updates, start=1):
+        price = wanted_price
+        if side == 1 and venue_book.best_ask is not None and size and price >= venue_book.best_ask:
+            price = venue_book.best_ask - 1  # keep the venue's own book uncrossed
+        if side == -1 and venue_book.best_bid is not None and size and price <= venue_book.best_bid:
+            price = venue_book.best_bid + 1
+        venue_book.apply(side, price, size)
+        messages.append(deltas(seq, (side, price, size)))
+        bids, asks = venue_book.depth(None)
+        states[seq] = (tuple(bids), tuple(asks))
+    # The network: drops, duplicates and local reordering, chosen by hypothesis.
+    wire = []
+    for message in messages:
+        fate = data.draw(st.sampled_from(("send", "send", "send", "drop", "duplicate", "swap")))
+        if fate == "drop":
+            continue
+        wire.append(message)
+        if fate == "duplicate":
+            wire.append(message)
+        elif fate == "swap" and len(wire) >= 2:
+            wire[-1], wire[-2] = wire[-2], wire[-1]
+    # A lost tail is only noticed when something later arrives: the venue's last message gets through in the end.
+    wire.append(messages[-1])
+    pending_snapshots: list[int] = []
+    feed = SequencedFeed(
+        symbol=SYMBOL, book=L2Book(SYMBOL), request_snapshot=lambda _: pending_snapshots.append(0), max_buffer=8
+    )
+    sent_up_to = 0
+
+    def check() -> None:
+        if not feed.stale:
+            assert feed.book.depth(None) == tuple(list(side) for side in states[feed.last_seq])
+
+    for message in wire:
+        feed.on_book_deltas(message)
+        sent_up_to = max(sent_up_to, message.seq)
+        check()
+        if pending_snapshots and data.draw(st.booleans()):
+            # Answered with the venue's state as of the newest message sent so far.
+            pending_snapshots.pop()
+            bids, asks = states[sent_up_to]
+            feed.on_snapshot(BookSnapshot(symbol=SYMBOL, seq=sent_up_to, ts=0, bids=bids, asks=asks))
+            check()
+    if feed.stale:
+        bids, asks = states[len(messages)]
+        feed.on_snapshot(BookSnapshot(symbol=SYMBOL, seq=len(messages), ts=0, bids=bids, asks=asks))
+
+    assert not feed.stale
+    assert feed.last_seq == len(messages)
+    check()
