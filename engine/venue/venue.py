@@ -584,12 +584,12 @@ class Venue:
             aggressor = taker.side
             for event in events:
                 resting = event[1]
-                maker: VenueOrder = resting[4]
+                maker: VenueOrder = resting.tag
                 if event[0] == EV_FILL:
                     price = event[2]
                     qty = event[3]
                     maker.cum_quantity += qty
-                    leaves = resting[1]
+                    leaves = resting.qty
                     if not leaves:
                         self._unregister(maker)
                     out.append(

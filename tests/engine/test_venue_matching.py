@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import pytest
 
 from engine.book import L2Book
@@ -79,7 +82,7 @@ def test_core_fills_at_the_resting_price_and_rests_the_remainder_of_a_gtc_limit(
     leaves = core.submit(3, "B", BUY, 105, 10, GTC)
 
     assert leaves == 5
-    assert [(e[0], e[1][0], e[2], e[3]) for e in core.events] == [(EV_FILL, 2, 100, 2), (EV_FILL, 1, 101, 3)]
+    assert [(e[0], e[1].oid, e[2], e[3]) for e in core.events] == [(EV_FILL, 2, 100, 2), (EV_FILL, 1, 101, 3)]
     assert core.depth() == ([(105, 5)], [])
     assert core.best_bid == 105 and core.best_ask is None
 
@@ -148,7 +151,7 @@ def test_core_keeps_fifo_within_a_level():
 
     core.submit(4, "T", SELL, 99, 2, IOC)
 
-    assert [e[1][0] for e in core.events] == [1, 2]
+    assert [e[1].oid for e in core.events] == [1, 2]
     assert core.orders_at(BUY, 99) == [3]
 
 
@@ -198,7 +201,7 @@ def test_core_self_trade_prevention_cancels_the_resting_order_and_keeps_matching
     leaves = core.submit(3, "A", BUY, 100, 3, GTC)
 
     assert leaves == 0
-    assert [(e[0], e[1][0]) for e in core.events] == [(EV_STP_CANCEL, 1), (EV_FILL, 2)]
+    assert [(e[0], e[1].oid) for e in core.events] == [(EV_STP_CANCEL, 1), (EV_FILL, 2)]
     assert core.depth() == ([], [])
 
 
@@ -219,10 +222,61 @@ def test_core_compacts_a_level_full_of_canceled_orders():
         core.submit(oid, "A", BUY, 99, 1)
         core.cancel(oid)
 
-    level = core.order(1)[3]
+    level = core.order(1).level
 
     assert len(level[4]) < 40
     assert core.orders_at(BUY, 99) == [1]
+
+
+def _traced_after(build) -> int:
+    build()  # warm-up: first runs allocate one-off caches (specialised bytecode, int and string caches)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    build()
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return after - before
+
+
+def test_orders_are_freed_when_their_core_is_discarded_or_their_level_is_emptied():
+    # Orders are not tracked by the cyclic gc, so an order -> level -> deque cycle left unbroken would leak.
+    def discard_core():
+        core = MatchingCore()
+        for oid in range(1, 5_001):
+            core.submit(oid, "A", BUY, 100 - oid % 50, 1)
+        del core
+
+    def sweep_levels_with_tombstones_at_the_back():
+        core = MatchingCore()
+        oid = 0
+        for price in range(1_000, 1_500):
+            for k in range(16):
+                oid += 1
+                core.submit(oid, "A", SELL, price, 1)
+                if k:
+                    core.cancel(oid)
+        core.submit(0, "B", BUY, 2_000, 10_000, IOC)
+        assert len(core) == 0
+        del core  # the swept levels are no longer in the core, so its __del__ cannot free them
+
+    def cancel_levels_empty():
+        core = MatchingCore()
+        oid = 0
+        for price in range(1_000, 1_500):
+            for _ in range(10):
+                oid += 1
+                core.submit(oid, "A", BUY, price, 1)
+        for victim in range(1, oid + 1):
+            core.cancel(victim)
+        del core
+
+    leaks = [
+        _traced_after(build) for build in (discard_core, sweep_levels_with_tombstones_at_the_back, cancel_levels_empty)
+    ]
+
+    assert all(leak < 20_000 for leak in leaks), leaks
 
 
 # ---------------------------------------------------------------------------------------------- venue: orders

@@ -100,10 +100,10 @@ def core_events(core: MatchingCore) -> list[tuple]:
     out = []
     for e in core.events:
         if e[0] == EV_FILL:
-            out.append(("fill", e[1][0], e[2], e[3]))
+            out.append(("fill", e[1].oid, e[2], e[3]))
         else:
             assert e[0] == EV_STP_CANCEL
-            out.append(("stp", e[1][0], e[2]))
+            out.append(("stp", e[1].oid, e[2]))
     return out
 
 
@@ -152,7 +152,7 @@ def test_core_book_is_never_crossed_and_fills_happen_at_the_resting_price(cmds):
             for e in core.events:
                 if e[0] == EV_FILL:
                     maker = e[1]
-                    maker_price = maker[3][0]
+                    maker_price = maker.level[0]
                     assert e[2] == maker_price
                     assert (maker_price <= price) if side == 1 else (maker_price >= price)
         elif n:
@@ -194,7 +194,7 @@ def test_core_conserves_size_submitted_equals_resting_plus_both_sides_of_fills_p
                 order = core.order(oid)
                 if order is None:
                     continue
-                before = order[1]
+                before = order.qty
                 # A replace is a cancel of the old leaves and a submit of the new ones, as far as size goes.
                 canceled += before
                 submitted += cmd[3]
