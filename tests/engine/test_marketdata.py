@@ -6,6 +6,7 @@ import gzip
 from collections import Counter
 from decimal import Decimal
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,20 @@ MBO = (
 )
 TRUEFX = DATA / "nautilus_trader/tests/test_data/truefx/usdjpy-ticks.csv"
 HISTDATA = DATA / "nautilus_trader/tests/test_data/quote_tick_data.csv"
+
+
+def test_shared_data_dir_honours_the_environment_override(monkeypatch, tmp_path):
+    monkeypatch.setenv("SHARED_DATA_DIR", str(tmp_path))
+
+    assert shared_data_dir() == tmp_path
+
+
+def test_shared_data_dir_defaults_to_shared_data_beside_the_checkout(monkeypatch):
+    monkeypatch.delenv("SHARED_DATA_DIR", raising=False)
+    repo_root = Path(__file__).resolve().parents[2]
+
+    assert shared_data_dir() == repo_root.parent / "shared" / "data"
+
 
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared market data folder {DATA} is missing")
 
@@ -168,9 +183,14 @@ def test_binance_progressive_fill_applies_from_the_first_diff_and_restarts_on_a_
 # --- Binance replay agreement -------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def snapshot_mode_stats():
+    return measure_binance_agreement(BINANCE, BTC)
+
+
 @needs_data
-def test_binance_replay_top_of_book_agrees_with_every_aligned_book_ticker():
-    stats = measure_binance_agreement(BINANCE, BTC)
+def test_binance_replay_top_of_book_agrees_with_every_aligned_book_ticker(snapshot_mode_stats):
+    stats = snapshot_mode_stats
 
     # Aligned by update id the comparison is exact (the bookTicker stream reports every change of the top), so
     # the only acceptable rate is 100%: any disagreement is a bug in the book, the sync or the reader.
@@ -190,8 +210,8 @@ def test_binance_replay_without_the_snapshot_fills_in_and_agrees_too():
 
 
 @needs_data
-def test_binance_replay_in_receive_order_mostly_sees_tickers_ahead_of_the_depth_stream():
-    stats = measure_binance_agreement(BINANCE, BTC)
+def test_binance_replay_in_receive_order_mostly_sees_tickers_ahead_of_the_depth_stream(snapshot_mode_stats):
+    stats = snapshot_mode_stats
     by_relation = Counter()
     for key, count in stats.receive_order_classes.items():
         by_relation[key.split(":")[0]] += count
