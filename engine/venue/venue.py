@@ -264,14 +264,7 @@ class Venue:
         self._drain(state, order, ts, out)
         if result and kind in (IOC, FOK):
             out.append(
-                self._report(
-                    order,
-                    _EXPIRED,
-                    OrderStatus.EXPIRED,
-                    ts,
-                    leaves=0,
-                    reason=Reason.IOC_REMAINDER,
-                )
+                self._report(order, ExecType.EXPIRED, OrderStatus.EXPIRED, ts, leaves=0, reason=Reason.IOC_REMAINDER)
             )
         self._publish_deltas(state, ts, out)
         return out
@@ -470,7 +463,9 @@ class Venue:
             state.core.cancel(order.venue_order_id)
             self._unregister(order)
             touched[order.symbol] = state
-            out.append(self._report(order, _EXPIRED, OrderStatus.EXPIRED, ts, leaves=0, reason=Reason.DAY_EXPIRY))
+            out.append(
+                self._report(order, ExecType.EXPIRED, OrderStatus.EXPIRED, ts, leaves=0, reason=Reason.DAY_EXPIRY)
+            )
         for state in touched.values():
             self._publish_deltas(state, ts, out)
         return out
@@ -732,9 +727,6 @@ class Venue:
             reason_code=reason,
             ts=ts,
         )
-
-
-_EXPIRED = ExecType.EXPIRED
 
 
 def _placeholder(client_order_id: str, account: str, symbol: str) -> VenueOrder:
