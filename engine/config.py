@@ -1,0 +1,43 @@
+"""The engine's typed configuration (any thread: immutable; issue 5 loads it from a file).
+
+Every field has a default that makes a working single-account engine, so tests and the backtester build one with
+a couple of keyword arguments. Bad values fail at construction with the name of the field.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+
+class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One strategy instance: `name` is a key of `engine.strategies.registry`, `params` wire values."""
+
+    strategy_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    name: str = "avellaneda_stoikov"
+    symbol: Annotated[str, Meta(min_length=1, max_length=32)]
+    params: dict[str, Any] = {}
+    autostart: bool = False
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    engine_id: Annotated[str, Meta(min_length=1, max_length=64)] = "engine-1"
+    account: Annotated[str, Meta(min_length=1, max_length=64)] = "MM1"
+    strategies: tuple[StrategyConfig, ...] = ()
+    # Write a snapshot after this many journal records (0 = only when `Engine.snapshot()` is called).
+    snapshot_every_records: Annotated[int, Meta(ge=0)] = 0
+    keep_snapshots: Annotated[int, Meta(ge=1)] = 3
+    # Recent outbound events kept in memory to answer RequestReplay without reading the journal.
+    replay_ring_size: Annotated[int, Meta(ge=0)] = 100_000
+    # Replies remembered for idempotency (a repeated command_id gets the first reply); oldest forgotten first.
+    reply_cache_size: Annotated[int, Meta(ge=1)] = 100_000
+    publish_top_of_book: bool = True
+    day_start_offset_ns: int = 0
+    # Commission per fill in basis points of notional (negative = rebate).
+    maker_fee_bps: Decimal = Decimal(0)
+    taker_fee_bps: Decimal = Decimal(0)
+    # Order-book snapshots the feed asks for after a gap are requested through the gateway.
+    feed_max_buffer: Annotated[int, Meta(ge=1)] = 10_000
