@@ -7,8 +7,9 @@ supplies seeded background participants; `ReplayMarket` turns a recorded file in
 
 from engine.venue.flow import FlowConfig, FlowError, PoissonFlow
 from engine.venue.matching import MatchingCore
+from engine.venue.orders import Reason, VenueError, VenueOrder
 from engine.venue.replay import BookReset, LevelUpdate, ReplayMarket, TopOfBook, TradeRecord, records_from_binance
-from engine.venue.venue import Reason, Venue, VenueError, VenueOrder
+from engine.venue.venue import Venue
 
 __all__ = [
     "BookReset",

@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce
-from engine.errors import EngineError
+from engine.enums import ExecType, OrderStatus, OrderType, TimeInForce
 from engine.protocol import (
     BookDeltas,
     BookSnapshot,
@@ -42,83 +41,7 @@ from engine.venue.matching import (
     REJECTED_POST_ONLY,
     MatchingCore,
 )
-
-
-class Reason:
-    """Reason codes carried by execution reports (`reason_code`)."""
-
-    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
-    INVALID_QUANTITY = "INVALID_QUANTITY"  # zero or negative quantity
-    INVALID_PRICE = "INVALID_PRICE"  # LIMIT without a positive price, MARKET with one
-    INVALID_ORDER = "INVALID_ORDER"  # post-only on a MARKET, IOC or FOK order
-    DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"  # the account used this id before on this venue
-    POST_ONLY_WOULD_CROSS = "POST_ONLY_WOULD_CROSS"
-    FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
-    IOC_REMAINDER = "IOC_REMAINDER"  # the unfilled rest of an IOC or MARKET order
-    UNKNOWN_ORDER = "UNKNOWN_ORDER"  # no open order with that id for that account
-    WRONG_ACCOUNT = "WRONG_ACCOUNT"  # the order id is open, but under another account
-    SYMBOL_MISMATCH = "SYMBOL_MISMATCH"  # the order exists on another symbol than the one named
-    SELF_TRADE_PREVENTED = "SELF_TRADE_PREVENTED"  # resting order canceled because its own account crossed it
-    REPLACE_BELOW_FILLED = "REPLACE_BELOW_FILLED"  # replaced to a quantity at or below what already filled
-    MASS_CANCEL = "MASS_CANCEL"
-    DAY_EXPIRY = "DAY_EXPIRY"
-
-
-class VenueError(EngineError):
-    """A request that is not an order problem but a caller bug (snapshot of an unknown symbol, unknown message)."""
-
-
-_SIDES = {1: Side.BUY, -1: Side.SELL}
-
-
-class VenueOrder:
-    """The venue's record of one order; hung on the matching core's order list as its tag."""
-
-    __slots__ = (
-        "account",
-        "client_order_id",
-        "cum_quantity",
-        "order_type",
-        "orig_client_order_id",
-        "post_only",
-        "price",
-        "quantity",
-        "side",
-        "symbol",
-        "time_in_force",
-        "venue_order_id",
-    )
-
-    def __init__(
-        self,
-        *,
-        venue_order_id: int,
-        client_order_id: str,
-        account: str,
-        symbol: str,
-        side: Side,
-        order_type: OrderType,
-        time_in_force: TimeInForce,
-        price: int,
-        quantity: int,
-        post_only: bool,
-    ) -> None:
-        self.venue_order_id = venue_order_id
-        self.client_order_id = client_order_id
-        self.orig_client_order_id = ""
-        self.account = account
-        self.symbol = symbol
-        self.side = side
-        self.order_type = order_type
-        self.time_in_force = time_in_force
-        self.price = price
-        self.quantity = quantity
-        self.cum_quantity = 0
-        self.post_only = post_only
-
-    @property
-    def leaves_quantity(self) -> int:
-        return self.quantity - self.cum_quantity
+from engine.venue.orders import SIDES, Reason, VenueError, VenueOrder, placeholder, status_after_fill, status_open
 
 
 class _SymbolState:
@@ -205,7 +128,7 @@ class Venue:
         ts: int = 0,
     ) -> list:
         ts = ts or self._clock()
-        side = _SIDES[side]
+        side = SIDES[side]
         order = VenueOrder(
             venue_order_id=0,
             client_order_id=client_order_id,
@@ -391,7 +314,7 @@ class Venue:
         order.price = price
         order.quantity = quantity
         out.append(
-            self._report(order, ExecType.REPLACED, _status_open(order), ts, leaves=order.quantity - order.cum_quantity)
+            self._report(order, ExecType.REPLACED, status_open(order), ts, leaves=order.quantity - order.cum_quantity)
         )
         if result:
             self._register(order)
@@ -443,7 +366,7 @@ class Venue:
         if order is None:
             return [
                 self._report(
-                    _placeholder(client_order_id, account, symbol),
+                    placeholder(client_order_id, account, symbol),
                     ExecType.ORDER_STATUS,
                     OrderStatus.REJECTED,
                     ts,
@@ -451,7 +374,7 @@ class Venue:
                     reason=reason,
                 )
             ]
-        return [self._report(order, ExecType.ORDER_STATUS, _status_open(order), ts, leaves=order.leaves_quantity)]
+        return [self._report(order, ExecType.ORDER_STATUS, status_open(order), ts, leaves=order.leaves_quantity)]
 
     def expire_day_orders(self, ts: int = 0) -> list:
         """End of the trading day: every open DAY order expires."""
@@ -591,7 +514,7 @@ class Venue:
                         self._report(
                             maker,
                             ExecType.TRADE,
-                            _status_after_fill(leaves),
+                            status_after_fill(leaves),
                             ts,
                             leaves=leaves,
                             last_price=price,
@@ -605,7 +528,7 @@ class Venue:
                         self._report(
                             taker,
                             ExecType.TRADE,
-                            _status_after_fill(taker_leaves),
+                            status_after_fill(taker_leaves),
                             ts,
                             leaves=taker_leaves,
                             last_price=price,
@@ -656,7 +579,7 @@ class Venue:
         state.md_seq += 1
         out.append(
             BookDeltas(
-                symbol=state.symbol, seq=state.md_seq, ts=ts, deltas=tuple((_SIDES[d[0]], d[1], d[2]) for d in net)
+                symbol=state.symbol, seq=state.md_seq, ts=ts, deltas=tuple((SIDES[d[0]], d[1], d[2]) for d in net)
             )
         )
 
@@ -673,10 +596,10 @@ class Venue:
     ) -> ExecutionReport:
         """A refused cancel/replace. For an order the caller may not see, the order fields are placeholders."""
         if order is None:
-            order = _placeholder(cl_id, account, symbol)
+            order = placeholder(cl_id, account, symbol)
             status, leaves = OrderStatus.REJECTED, 0
         else:
-            status, leaves = _status_open(order), order.leaves_quantity
+            status, leaves = status_open(order), order.leaves_quantity
         return self._report(
             order,
             ExecType.CANCEL_REJECTED,
@@ -727,27 +650,3 @@ class Venue:
             reason_code=reason,
             ts=ts,
         )
-
-
-def _placeholder(client_order_id: str, account: str, symbol: str) -> VenueOrder:
-    """Order fields for a report about an order the venue cannot (or may not) show: unknown, or another account's."""
-    return VenueOrder(
-        venue_order_id=0,
-        client_order_id=client_order_id,
-        account=account,
-        symbol=symbol,
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        time_in_force=TimeInForce.GTC,
-        price=0,
-        quantity=0,
-        post_only=False,
-    )
-
-
-def _status_after_fill(leaves: int) -> OrderStatus:
-    return OrderStatus.PARTIALLY_FILLED if leaves else OrderStatus.FILLED
-
-
-def _status_open(order: VenueOrder) -> OrderStatus:
-    return OrderStatus.PARTIALLY_FILLED if order.cum_quantity else OrderStatus.NEW
