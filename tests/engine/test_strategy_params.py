@@ -4,7 +4,15 @@ from decimal import Decimal
 
 import pytest
 
-from engine.strategies import AvellanedaStoikov, AvellanedaStoikovParams, ParamSet, StrategyError, params_to_wire
+from engine.protocol import StrategyState
+from engine.strategies import (
+    AvellanedaStoikov,
+    AvellanedaStoikovParams,
+    ParamSet,
+    StrategyError,
+    create,
+    params_to_wire,
+)
 from engine.strategies.avellaneda import Model
 
 
@@ -166,3 +174,45 @@ def test_a_strategy_applies_a_parameter_change_to_its_quotes_atomically():
     assert strategy.params.gamma == 0.5
     assert strategy._gamma == 0.5
     assert strategy.params.order_size == 1
+
+
+def test_registry_creates_a_stopped_strategy_by_name_with_validated_parameters():
+    strategy = create("avellaneda_stoikov", "mm2", "ETH-USD", {"gamma": Decimal("0.05"), "model": "GLFT"})
+
+    with pytest.raises(StrategyError) as unknown:
+        create("no_such_strategy", "mm3", "ETH-USD")
+    with pytest.raises(StrategyError) as invalid:
+        create("avellaneda_stoikov", "mm4", "ETH-USD", {"gamma": Decimal("-1")})
+
+    assert isinstance(strategy, AvellanedaStoikov)
+    assert (strategy.strategy_id, strategy.symbol, strategy.params.gamma) == ("mm2", "ETH-USD", 0.05)
+    assert strategy.state is StrategyState.STOPPED
+    assert unknown.value.code == "STRATEGY_UNKNOWN"
+    assert invalid.value.code == "STRATEGY_PARAM_INVALID"
+
+
+def test_start_and_stop_are_refused_when_already_in_that_state():
+    strategy = AvellanedaStoikov("mm1", "BTC-USD")
+    strategy.start(5)
+
+    with pytest.raises(StrategyError) as twice:
+        strategy.start(6)
+    strategy.stop(7)
+    with pytest.raises(StrategyError) as stopped:
+        strategy.stop(8)
+
+    assert twice.value.code == "STRATEGY_ALREADY_RUNNING"
+    assert stopped.value.code == "STRATEGY_NOT_RUNNING"
+    assert strategy.state is StrategyState.STOPPED
+
+
+def test_strategy_rollback_restores_the_quotes_of_the_earlier_version():
+    strategy = AvellanedaStoikov("mm1", "BTC-USD", {"gamma": Decimal("0.1")})
+    strategy.update_params({"gamma": Decimal("0.9")}, operator="ops", ts=1)
+
+    version = strategy.rollback_params(1, operator="ops", reason="too wide", ts=2)
+
+    assert version == 3
+    assert strategy.params.gamma == 0.1
+    assert strategy._gamma == 0.1
+    assert strategy.param_set.history[-1].rolled_back_to == 1
