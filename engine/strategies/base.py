@@ -42,7 +42,7 @@ class Strategy:
     """
 
     params_type: ClassVar[type] = msgspec.Struct
-    __slots__ = ("last_quotes", "param_set", "position", "state", "strategy_id", "symbol")
+    __slots__ = ("last_quotes", "param_set", "position", "running", "state", "strategy_id", "symbol")
 
     def __init__(
         self, strategy_id: str, symbol: str, params: Any = None, *, operator: str = "system", ts: int = 0
@@ -51,6 +51,7 @@ class Strategy:
         self.symbol = symbol
         self.param_set = ParamSet(self.params_type, params, operator=operator, ts=ts)
         self.state = StrategyState.STOPPED
+        self.running = False  # state is RUNNING, as a plain bool for the per-book-update check
         self.position = 0  # signed lots
         self.last_quotes: Quotes | None = None
         self._apply_params(self.param_set.current)
@@ -65,20 +66,18 @@ class Strategy:
     def params_version(self) -> int:
         return self.param_set.version
 
-    @property
-    def running(self) -> bool:
-        return self.state is StrategyState.RUNNING
-
     def start(self, now: int) -> None:
         if self.state is StrategyState.RUNNING:
             raise StrategyError(STRATEGY_ALREADY_RUNNING, f"strategy {self.strategy_id} is already running")
         self.state = StrategyState.RUNNING
+        self.running = True
         self.on_start(now)
 
     def stop(self, now: int) -> None:
         if self.state is not StrategyState.RUNNING:
             raise StrategyError(STRATEGY_NOT_RUNNING, f"strategy {self.strategy_id} is not running")
         self.state = StrategyState.STOPPED
+        self.running = False
         self.last_quotes = None
 
     def update_params(
