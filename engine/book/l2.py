@@ -87,17 +87,19 @@ class PriceLevels:
         self.best_ask = None
         self.best_ask_size = 0
 
-    def _rebuild_bid_heap(self) -> None:
+    def _rebuild_bid_heap(self) -> list[int]:
         heap = [-price for price in self._bids]
         heapify(heap)
         self._bid_heap = heap
         self._bid_heap_cap = 2 * len(heap) + _HEAP_SLACK
+        return heap
 
-    def _rebuild_ask_heap(self) -> None:
+    def _rebuild_ask_heap(self) -> list[int]:
         heap = list(self._asks)
         heapify(heap)
         self._ask_heap = heap
         self._ask_heap_cap = 2 * len(heap) + _HEAP_SLACK
+        return heap
 
     # Reads off the hot path.
 
@@ -154,9 +156,11 @@ class L2Book(PriceLevels):
                     if price < 0:
                         raise bad_price(price)
                     heap = self._bid_heap
+                    if len(heap) >= self._bid_heap_cap:
+                        # Rebuilt before the push: the new price is not in the dict yet, so a rebuild after
+                        # it would drop it from the heap.
+                        heap = self._rebuild_bid_heap()
                     heappush(heap, -price)
-                    if len(heap) > self._bid_heap_cap:
-                        self._rebuild_bid_heap()
                 bids[price] = size
                 best = self.best_bid
                 if best is None or price >= best:
@@ -177,9 +181,11 @@ class L2Book(PriceLevels):
                     if price < 0:
                         raise bad_price(price)
                     heap = self._ask_heap
+                    if len(heap) >= self._ask_heap_cap:
+                        # Rebuilt before the push: the new price is not in the dict yet, so a rebuild after
+                        # it would drop it from the heap.
+                        heap = self._rebuild_ask_heap()
                     heappush(heap, price)
-                    if len(heap) > self._ask_heap_cap:
-                        self._rebuild_ask_heap()
                 asks[price] = size
                 best = self.best_ask
                 if best is None or price <= best:

@@ -54,14 +54,18 @@ class L3Book(PriceLevels):
             total = size
             if side == 1:
                 heap = self._bid_heap
+                if len(heap) >= self._bid_heap_cap:
+                    # Rebuilt before the push: the new price is not in the dict yet, so a rebuild after
+                    # it would drop it from the heap.
+                    heap = self._rebuild_bid_heap()
                 heappush(heap, -price)
-                if len(heap) > self._bid_heap_cap:
-                    self._rebuild_bid_heap()
             else:
                 heap = self._ask_heap
+                if len(heap) >= self._ask_heap_cap:
+                    # Rebuilt before the push: the new price is not in the dict yet, so a rebuild after
+                    # it would drop it from the heap.
+                    heap = self._rebuild_ask_heap()
                 heappush(heap, price)
-                if len(heap) > self._ask_heap_cap:
-                    self._rebuild_ask_heap()
         else:
             if size <= 0:
                 raise bad_size(size)

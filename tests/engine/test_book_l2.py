@@ -280,6 +280,25 @@ def test_churn_deep_in_the_book_keeps_the_best_right(book):
     assert book.level_count(SELL) == 100
 
 
+def test_every_level_is_found_again_when_the_levels_above_it_are_deleted(book):
+    # Levels arrive worst-first, so none of them is the best when added; the fast book's heap is rebuilt
+    # several times on the way. Peeling the top off one level at a time must visit every level in order.
+    for offset in range(300):
+        book.apply(BUY, 1000 - offset, offset + 1)
+        book.apply(SELL, 2000 + offset, offset + 1)
+    seen_bids, seen_asks = [], []
+
+    for _ in range(300):
+        seen_bids.append((book.best_bid, book.best_bid_size))
+        seen_asks.append((book.best_ask, book.best_ask_size))
+        book.apply(BUY, book.best_bid, 0)
+        book.apply(SELL, book.best_ask, 0)
+
+    assert seen_bids == [(1000 - offset, offset + 1) for offset in range(300)]
+    assert seen_asks == [(2000 + offset, offset + 1) for offset in range(300)]
+    assert (book.best_bid, book.best_ask) == (None, None)
+
+
 @pytest.mark.parametrize(
     ("side", "price", "size", "code"),
     [

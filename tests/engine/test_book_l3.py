@@ -263,6 +263,23 @@ def test_depth_limits_each_side_to_n_levels(book):
     assert book.depth(0) == ([], [])
 
 
+def test_every_level_is_found_again_when_the_levels_above_it_empty(book):
+    # Levels arrive worst-first, so none is the best when added, and the fast book's heap is rebuilt on the
+    # way; executing the best order away one level at a time must visit every level in order.
+    for offset in range(300):
+        book.add(offset, BUY, 1000 - offset, offset + 1)
+        book.add(1000 + offset, SELL, 2000 + offset, offset + 1)
+    seen = []
+
+    for offset in range(300):
+        seen.append((book.best_bid, book.best_bid_size, book.best_ask, book.best_ask_size))
+        book.execute(offset, offset + 1)
+        book.cancel(1000 + offset)
+
+    assert seen == [(1000 - offset, offset + 1, 2000 + offset, offset + 1) for offset in range(300)]
+    assert len(book) == 0
+
+
 # Each bad operation is refused with its code and leaves the book exactly as it was.
 BAD_OPERATIONS = [
     ("add", (1, BUY, 100, 1), "BOOK_DUPLICATE_ORDER"),
