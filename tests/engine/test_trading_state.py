@@ -8,12 +8,15 @@ import msgspec
 import pytest
 
 from engine.clock import FakeClock
-from engine.enums import TradingState
+from engine.enums import Side, TradingState
+from engine.instruments import InstrumentRegistry
+from engine.portfolio import Portfolio
 from engine.protocol import Scope, ScopeKind, ScopeTradingState, TradingStateChanged
 from engine.trading_state import StateCode, TradingStateError, TradingStates, TriggerConfig
 
 ACTIVE, REDUCING, HALTED = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
 SECOND = 1_000_000_000
+BUY, SELL = Side.BUY, Side.SELL
 FIRM = Scope.firm()
 STRAT = Scope.strategy("mm-1")
 INSTR = Scope.instrument("BTCUSDT")
@@ -349,3 +352,82 @@ def test_scope_keys_in_the_snapshot_are_plain_ints_and_strings():
     data = states.snapshot()
 
     assert data["states"] == [[3, "ESM4", 3, "rick", "halt", "", 0]]
+
+
+# --- P&L triggers, on the real portfolio ---------------------------------------------------------------------------
+
+SYM = "BTCUSDT"  # tick 0.1, lot 0.001: 1000 lots @ 1000 ticks = 100.0
+
+
+class Book:
+    def __init__(self) -> None:
+        self.clock = FakeClock(1_700_000_000 * SECOND)
+        self.portfolio = Portfolio(self.clock, InstrumentRegistry.from_toml())
+        self.states = TradingStates(self.clock, portfolio=self.portfolio)
+
+    def fill(self, side, price, qty, strategy="mm-1"):
+        self.portfolio.on_fill(
+            strategy_id=strategy, symbol=SYM, side=side, price=price, quantity=qty, commission=Decimal(0)
+        )
+        return self.states.on_fill(strategy_id=strategy, symbol=SYM)
+
+
+@pytest.mark.parametrize("action", [REDUCING, HALTED])
+def test_the_daily_loss_trigger_trips_on_the_fill_that_reaches_the_loss(action):
+    book = Book()
+    book.states.configure_triggers(FIRM, TriggerConfig(daily_loss=Decimal(10), daily_loss_action=action))
+    book.fill(BUY, 1000, 1000)
+    assert book.fill(SELL, 901, 1000) == []  # -9.9
+    book.fill(BUY, 1001, 1)
+
+    events = book.fill(SELL, 1, 1)  # another -0.1: -10.0
+
+    assert [(e.scope, e.state, e.code, e.operator) for e in events] == [(FIRM, action, "STATE_TRIGGER_DAILY_LOSS", "")]
+
+
+def test_the_daily_loss_trigger_sees_a_loss_made_by_the_mark_on_the_next_timer():
+    book = Book()
+    book.states.configure_triggers(STRAT, TriggerConfig(daily_loss=Decimal(10)))
+    book.fill(BUY, 1000, 1000)
+    book.portfolio.mark(SYM, 2 * 901)
+    assert book.states.on_timer(book.clock.now()) == []
+
+    book.portfolio.mark(SYM, 2 * 900)
+    events = book.states.on_timer(book.clock.now())
+
+    assert [(e.scope, e.state, e.code) for e in events] == [(STRAT, HALTED, "STATE_TRIGGER_DAILY_LOSS")]
+
+
+def test_another_strategys_loss_does_not_trip_a_strategy_trigger_but_trips_the_firms():
+    book = Book()
+    book.states.configure_triggers(STRAT, TriggerConfig(daily_loss=Decimal(5)))
+    book.states.configure_triggers(FIRM, TriggerConfig(daily_loss=Decimal(5), daily_loss_action=REDUCING))
+    book.fill(BUY, 1000, 1000, strategy="mm-2")
+
+    events = book.fill(SELL, 950, 1000, strategy="mm-2")
+
+    assert [(e.scope, e.state) for e in events] == [(FIRM, REDUCING)]
+    assert book.states.state(STRAT) is ACTIVE
+
+
+def test_the_drawdown_trigger_trips_when_equity_falls_the_threshold_from_its_peak():
+    book = Book()
+    book.states.configure_triggers(STRAT, TriggerConfig(drawdown=Decimal(5), drawdown_action=REDUCING))
+    book.fill(BUY, 1000, 1000)
+    book.portfolio.mark(SYM, 2 * 1100)  # +10.0: the peak
+    book.portfolio.mark(SYM, 2 * 1051)  # 4.9 below it
+    assert book.states.on_timer(book.clock.now()) == []
+
+    book.portfolio.mark(SYM, 2 * 1050)
+    events = book.states.on_timer(book.clock.now())
+
+    assert [(e.state, e.code) for e in events] == [(REDUCING, "STATE_TRIGGER_DRAWDOWN")]
+
+
+def test_p_and_l_triggers_apply_to_firm_and_strategy_scopes_only():
+    book = Book()
+
+    with pytest.raises(TradingStateError) as raised:
+        book.states.configure_triggers(INSTR, TriggerConfig(drawdown=Decimal(5)))
+
+    assert raised.value.code == "STATE_BAD_TRIGGER_CONFIG"
