@@ -189,6 +189,13 @@ def scan(path: Path | str, *, start_offset: int = 0) -> ScanResult:
     return ScanResult(last_seq=last_seq, valid_end=end, file_size=size, records=records, stop_reason=reason)
 
 
+def encode_record(codec: Codec, seq: int, kind: int, ts: int, message: Any) -> bytes:
+    """The bytes of one record (length, CRC, payload) exactly as `Journal.append` writes them."""
+    body = _NIL if message is None else codec.encode(message)
+    payload = _ENCODER.encode((seq, ts, int(kind), msgspec.Raw(body)))
+    return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
 class Journal:
     """Append-only journal of inbound messages. Engine thread only.
 
@@ -248,9 +255,7 @@ class Journal:
     def append(self, kind: RecordKind, ts: int, message: Any) -> int:
         """Write one record (and fsync per the policy); returns its seq. Call BEFORE applying the input."""
         seq = self.last_seq + 1
-        body = _NIL if message is None else self._codec.encode(message)
-        payload = _ENCODER.encode((seq, ts, int(kind), msgspec.Raw(body)))
-        record = _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
+        record = encode_record(self._codec, seq, kind, ts, message)
         # One write per record, no user-space buffering: once it returns, a crash of this process cannot lose it.
         written = os.write(self._fd, record)
         if written != len(record):  # a short write on a regular file means a full disk: stop rather than tear
