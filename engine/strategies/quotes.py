@@ -30,6 +30,9 @@ from engine.enums import OrderStatus, Side
 from engine.strategies.base import Quotes
 
 _PENDING = frozenset((OrderStatus.PENDING_NEW, OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE))
+_LIVE = frozenset((OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED))
+_BUY = Side.BUY
+_SELL = Side.SELL
 _TERMINAL = frozenset((OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED))
 
 
@@ -68,6 +71,36 @@ class QuoteManager:
         self.requote_threshold_ticks = requote_threshold_ticks
 
     def reconcile(self, desired: Quotes, working: list) -> list[Action]:
+        step = self.requote_threshold_ticks or 1
+        if len(working) == 2:
+            # Fast path for the usual state, checked on every book update: one live order per side, both to be
+            # kept. Anything else falls through to the general rules below, which give the same answer here.
+            bid, ask = working
+            if bid.side is _SELL:
+                bid, ask = ask, bid
+            if (
+                bid.side is _BUY
+                and ask.side is _SELL
+                and bid.status in _LIVE
+                and ask.status in _LIVE
+                and bid.strategy_id == self.strategy_id
+                and ask.strategy_id == self.strategy_id
+                and bid.symbol == self.symbol
+                and ask.symbol == self.symbol
+                and -step < bid.price - desired.bid_price < step
+                and -step < ask.price - desired.ask_price < step
+                and desired.bid_quantity > 0
+                and desired.ask_quantity > 0
+                and (
+                    bid.leaves_quantity == desired.bid_quantity
+                    or (0 < bid.cum_quantity and 0 < bid.leaves_quantity < desired.bid_quantity)
+                )
+                and (
+                    ask.leaves_quantity == desired.ask_quantity
+                    or (0 < ask.cum_quantity and 0 < ask.leaves_quantity < desired.ask_quantity)
+                )
+            ):
+                return []
         bids = []
         asks = []
         strategy_id = self.strategy_id
@@ -76,18 +109,19 @@ class QuoteManager:
             if order.strategy_id != strategy_id or order.symbol != symbol or order.status in _TERMINAL:
                 continue
             (bids if order.side > 0 else asks).append(order)
-        step = max(self.requote_threshold_ticks, 1)
         bid_cancels, bid_move, bid_keep = _side(bids, desired.bid_price, desired.bid_quantity, Side.BUY, step)
         ask_cancels, ask_move, ask_keep = _side(asks, desired.ask_price, desired.ask_quantity, Side.SELL, step)
         # Own-cross guard: prices of the other side that will still be working after this batch's cancels.
-        if bid_move is not None and ask_keep:
-            lowest_ask = min(ask_keep)
-            if bid_move.price >= lowest_ask:
-                bid_move = None
-        if ask_move is not None and bid_keep:
-            highest_bid = max(bid_keep)
-            if ask_move.price <= highest_bid:
-                ask_move = None
+        bid_blocked = bid_move is not None and bool(ask_keep) and bid_move.price >= min(ask_keep)
+        ask_blocked = ask_move is not None and bool(bid_keep) and ask_move.price <= max(bid_keep)
+        if bid_blocked and ask_blocked:
+            # Only possible if our own orders are already crossed (a venue without self-trade prevention would
+            # have matched them): holding both would freeze them forever, so both move, the retreating one first.
+            bid_blocked = ask_blocked = False
+        if bid_blocked:
+            bid_move = None
+        if ask_blocked:
+            ask_move = None
         actions: list[Action] = [*bid_cancels, *ask_cancels]
         if bid_move is not None and ask_move is not None:
             # Both sides move: the one retreating from the other goes first so the pair never crosses in between.

@@ -1,6 +1,8 @@
 """The quote manager: desired quotes vs working orders -> the fewest new / cancel / replace actions."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.enums import OrderStatus, OrderType, Side, TimeInForce
 from engine.oms import Order
@@ -189,3 +191,74 @@ def test_applying_the_actions_reaches_the_desired_quotes_and_then_nothing_more_i
 
     assert second == []
     assert sorted((o.side, o.price, o.leaves_quantity) for o in by_id.values()) == [(SELL, 102, 1), (BUY, 98, 1)]
+
+
+live_orders = st.lists(
+    st.tuples(
+        st.sampled_from([BUY, SELL]),
+        st.integers(90, 110),
+        st.integers(1, 4),
+        st.integers(0, 3),
+        st.sampled_from([NEW_, PARTIAL, OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE]),
+    ),
+    max_size=4,
+)
+desired_quotes = st.tuples(st.integers(90, 99), st.integers(0, 3), st.integers(101, 110), st.integers(0, 3))
+
+
+def build(specs):
+    orders = []
+    for i, (side, price, quantity, drawn_cum, drawn_status) in enumerate(specs):
+        # A partial fill needs 0 < cum < quantity; other statuses here have no fills.
+        cum = min(drawn_cum, quantity - 1) if drawn_status is PARTIAL else 0
+        status = NEW_ if drawn_status is PARTIAL and cum == 0 else drawn_status
+        orders.append(order(f"o{i}", side, price, quantity, status=status, cum=cum))
+    return orders
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs=live_orders, quotes=desired_quotes, threshold=st.integers(0, 3))
+def test_the_two_order_fast_path_answers_exactly_as_the_general_rules(specs, quotes, threshold):
+    manager = QuoteManager("mm1", "XYZ", requote_threshold_ticks=threshold)
+    working = build(specs)
+    finished = order("done", BUY, 100, status=OrderStatus.CANCELED)  # ignored, but defeats the fast path
+
+    fast = manager.reconcile(Quotes(*quotes), working)
+    general = manager.reconcile(Quotes(*quotes), [*working, finished])
+
+    assert fast == general
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs=live_orders, quotes=desired_quotes, threshold=st.integers(0, 3))
+def test_once_the_venue_has_answered_everything_reconcile_converges_to_one_order_per_side(specs, quotes, threshold):
+    manager = QuoteManager("mm1", "XYZ", requote_threshold_ticks=threshold)
+    by_id = {o.client_order_id: o for o in build(specs)}
+    desired = Quotes(*quotes)
+    next_id = 0
+
+    for _ in range(4):
+        # The venue acknowledges whatever was in flight, then the manager acts on the settled state.
+        for o in by_id.values():
+            if o.status in (OrderStatus.PENDING_NEW, OrderStatus.PENDING_REPLACE):
+                o.status = PARTIAL if o.cum_quantity else NEW_
+        actions = manager.reconcile(desired, list(by_id.values()))
+        for action in actions:
+            if isinstance(action, Cancel):
+                del by_id[action.client_order_id]
+            elif isinstance(action, Replace):
+                o = by_id[action.client_order_id]
+                o.price, o.quantity = action.price, action.quantity
+                o.leaves_quantity = action.quantity - o.cum_quantity
+                o.status = OrderStatus.PENDING_REPLACE
+            else:
+                next_id += 1
+                by_id[f"n{next_id}"] = order(f"n{next_id}", action.side, action.price, action.quantity)
+                by_id[f"n{next_id}"].status = OrderStatus.PENDING_NEW
+
+    bids = [o for o in by_id.values() if o.side is BUY]
+    asks = [o for o in by_id.values() if o.side is SELL]
+    assert len(bids) == (1 if desired.bid_quantity else 0)
+    assert len(asks) == (1 if desired.ask_quantity else 0)
+    for o, price in [(b, desired.bid_price) for b in bids] + [(a, desired.ask_price) for a in asks]:
+        assert abs(o.price - price) < max(threshold, 1)
