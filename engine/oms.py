@@ -24,6 +24,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from engine.clock import Clock
 from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce
 from engine.errors import EngineError
@@ -98,80 +100,45 @@ _ZERO = Decimal(0)
 FeeModel = Callable[["Order", int, int, bool], Decimal]
 """(order, last_price ticks, last_quantity lots, is_maker) -> commission in money, for `OrderFilled.commission`."""
 
-_ORDER_FIELDS = (
-    "base_status",
-    "client_order_id",
-    "created_ns",
-    "cum_quantity",
-    "leaves_quantity",
-    "order_type",
-    "origin_client_order_id",
-    "pending_cancel_id",
-    "pending_price",
-    "pending_quantity",
-    "pending_replace_id",
-    "post_only",
-    "price",
-    "quantity",
-    "side",
-    "status",
-    "strategy_id",
-    "symbol",
-    "time_in_force",
-    "updated_ns",
-    "venue_order_id",
-)
 
-
-class Order:
+class Order(msgspec.Struct, kw_only=True, eq=False, gc=False):
     """One order as the engine knows it. Mutated only by `Oms`; read by risk, strategies and the console feed.
 
     `client_order_id` is the id the venue knows the order by now (the last accepted replace's id);
     `origin_client_order_id` is the id it was created with and never changes. `quantity` is the total order
     quantity (FIX OrderQty, filled part included), `leaves_quantity = quantity - cum_quantity` while it is live.
-    `pending_price`/`pending_quantity` are the values of an in-flight replace (0 when none).
+    `pending_price`/`pending_quantity` are the values of an in-flight replace (0 when none). `aliases` are the ids
+    issued for its cancel and replace requests, None until the first (so a plain new order allocates no list).
+
+    A msgspec Struct rather than a plain `__slots__` class: same slotted layout, but built in C (about a third of
+    the cost of a Python `__init__` on the order path), `gc=False` keeps millions of finished orders out of the
+    cycle collector (they hold only strs, ints and the alias list), and it serialises itself for snapshots.
+    `eq=False`: orders compare by identity, like any mutable record. Build orders with `Oms.new_order`; direct
+    construction (tests) must set `origin_client_order_id` and `leaves_quantity` itself.
     """
 
-    __slots__ = (*_ORDER_FIELDS, "aliases")
-
-    def __init__(
-        self,
-        *,
-        client_order_id: str,
-        strategy_id: str,
-        symbol: str,
-        side: Side,
-        order_type: OrderType,
-        time_in_force: TimeInForce,
-        price: int,
-        quantity: int,
-        post_only: bool,
-        created_ns: int,
-    ) -> None:
-        self.client_order_id = client_order_id
-        self.origin_client_order_id = client_order_id
-        self.strategy_id = strategy_id
-        self.symbol = symbol
-        self.side = side
-        self.order_type = order_type
-        self.time_in_force = time_in_force
-        self.price = price
-        self.quantity = quantity
-        self.leaves_quantity = quantity
-        self.cum_quantity = 0
-        self.status = _PENDING_NEW
-        self.base_status = _PENDING_NEW
-        self.venue_order_id = 0
-        self.post_only = post_only
-        self.created_ns = created_ns
-        self.updated_ns = created_ns
-        self.pending_price = 0
-        self.pending_quantity = 0
-        self.pending_cancel_id = ""
-        self.pending_replace_id = ""
-        # Ids issued for this order besides the origin (cancel and replace requests); created on the first request
-        # so that a plain new order allocates no list.
-        self.aliases: list[str] | None = None
+    client_order_id: str
+    strategy_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: int
+    quantity: int
+    post_only: bool = False
+    created_ns: int = 0
+    origin_client_order_id: str = ""
+    leaves_quantity: int = 0
+    cum_quantity: int = 0
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    base_status: OrderStatus = OrderStatus.PENDING_NEW
+    venue_order_id: int = 0
+    updated_ns: int = 0
+    pending_price: int = 0
+    pending_quantity: int = 0
+    pending_cancel_id: str = ""
+    pending_replace_id: str = ""
+    aliases: list[str] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -202,31 +169,12 @@ class Order:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (ints, strs, bools), keys sorted, for snapshots and state hashes."""
-        data: dict[str, Any] = {name: getattr(self, name) for name in _ORDER_FIELDS}
-        for name in ("base_status", "order_type", "side", "status", "time_in_force"):
-            data[name] = int(data[name])
-        data["aliases"] = list(self.aliases or ())
-        return dict(sorted(data.items()))
+        """Plain data (ints, strs, bools, a list), keys sorted, for snapshots and state hashes."""
+        return msgspec.to_builtins(self, order="sorted")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Order:
-        order = cls.__new__(cls)
-        for name in _ORDER_FIELDS:
-            setattr(order, name, data[name])
-        order.side = Side(data["side"])
-        order.order_type = OrderType(data["order_type"])
-        order.time_in_force = TimeInForce(data["time_in_force"])
-        order.status = OrderStatus(data["status"])
-        order.base_status = OrderStatus(data["base_status"])
-        order.aliases = list(data["aliases"]) or None
-        return order
-
-    def __repr__(self) -> str:
-        return (
-            f"Order({self.client_order_id!r}, {self.strategy_id!r}, {self.symbol}, {self.side.name}, "
-            f"{self.quantity}@{self.price}, cum={self.cum_quantity}, {self.status.name})"
-        )
+        return msgspec.convert(data, cls)
 
 
 class Oms:
@@ -311,6 +259,7 @@ class Oms:
             raise OmsError(OmsCode.DUPLICATE_CLIENT_ORDER_ID, f"client order id {client_order_id!r} already used")
         if quantity <= 0:
             raise OmsError(OmsCode.INVALID_ORDER, f"quantity must be positive, got {quantity}")
+        now = self._clock.now()
         order = Order(
             client_order_id=client_order_id,
             strategy_id=strategy_id,
@@ -321,7 +270,10 @@ class Oms:
             price=price,
             quantity=quantity,
             post_only=post_only,
-            created_ns=self._clock.now(),
+            created_ns=now,
+            origin_client_order_id=client_order_id,
+            leaves_quantity=quantity,
+            updated_ns=now,
         )
         self._by_id[client_order_id] = order
         self._working[client_order_id] = order

@@ -109,9 +109,11 @@ class Portfolio:
         "_market_marked",
         "_marks",
         "_net",
+        "_one",
         "_positions",
         "_scale",
         "_strategies",
+        "_unit",
     )
 
     def __init__(self, clock: Clock, instruments: InstrumentRegistry, *, day_start_offset_ns: int = 0) -> None:
@@ -128,6 +130,8 @@ class Portfolio:
         places = max((max(-h.normalize().as_tuple().exponent, 0) for h in halves.values()), default=0)
         self._scale = places + _SPARE_DIGITS
         self._half_tick_lot = {s: int(h.scaleb(self._scale, _CTX)) for s, h in halves.items()}
+        self._one = 10**self._scale  # units per currency unit
+        self._unit = Decimal(1).scaleb(-self._scale)  # a unit as a Decimal
         self._positions: dict[tuple[str, str], _Position] = {}
         self._by_symbol: dict[str, list[_Position]] = {}
         self._by_strategy: dict[str, list[_Position]] = {}
@@ -186,23 +190,36 @@ class Portfolio:
     def mark(self, symbol: str, mid_ticks2: int) -> None:
         """Mark `symbol` at the mid, given as twice the mid in ticks (bid + ask)."""
         now = self._clock.now()
-        if self._day_of(now) != self._day:
+        if (now - self._day_offset) // NS_PER_DAY != self._day:
             self._roll(now)
-        old = self._marks.get(symbol)
-        self._marks[symbol] = mid_ticks2
+        marks = self._marks
+        old = marks.get(symbol)
+        if old == mid_ticks2 and symbol in self._market_marked:
+            return  # most book updates leave the mid where it was
+        marks[symbol] = mid_ticks2
         if symbol not in self._market_marked:
             if symbol not in self._half_tick_lot:
+                del marks[symbol]
                 raise PortfolioError("PORTFOLIO_UNKNOWN_SYMBOL", f"unknown symbol {symbol!r}")
             self._market_marked.add(symbol)
         if old is not None and old != mid_ticks2:
             self._move_mark(symbol, mid_ticks2 - old)
 
     def _move_mark(self, symbol: str, dm: int) -> None:
+        """Revalue every open position in `symbol` by a mark change of `dm` half-ticks. `_Equity.move` is inlined:
+        this runs on every book update that moves the mid, inside the tick-to-quote budget."""
         firm_delta = 0
         for pos in self._by_symbol.get(symbol, ()):
-            if pos.qty:
-                delta = pos.qty * dm * pos.half_tick_lot
-                pos.book.move(delta)
+            q = pos.qty
+            if q:
+                delta = q * dm * pos.half_tick_lot
+                book = pos.book
+                equity = book.equity + delta
+                book.equity = equity
+                if equity > book.peak:
+                    book.peak = equity
+                elif book.peak - equity > book.max_drawdown:
+                    book.max_drawdown = book.peak - equity
                 firm_delta += delta
         if firm_delta:
             self._firm.move(firm_delta)
@@ -342,10 +359,13 @@ class Portfolio:
             book.day_start = book.equity
 
     def _money(self, units: int) -> Decimal:
-        value = Decimal(units).scaleb(-self._scale, _CTX)
-        if value == value.to_integral_value():
-            return value.quantize(Decimal(1))
-        return value.normalize(_CTX)
+        """Units to a Decimal without trailing zeros or an exponent: "8", "0.125". Queries on the risk path call
+        this, so whole amounts skip Decimal arithmetic and the rest take one multiplication by 10**-scale (exact:
+        the coefficient is the integer itself, well within the context's precision for any real P&L)."""
+        whole, rest = divmod(units, self._one)
+        if not rest:
+            return Decimal(whole)
+        return (Decimal(units) * self._unit).normalize(_CTX)
 
     # ------------------------------------------------------------------ snapshots
 
