@@ -58,10 +58,14 @@ def _int_fields(schema: type) -> frozenset[str]:
 def _validate(schema: type, merged: dict[str, Any]) -> Any:
     # msgspec converts a Decimal to a float field but refuses it for an int field; an integral Decimal is what the
     # console sends when an operator types "5", so it is accepted for int fields, exactly (5.5 is still refused).
-    for name in _int_fields(schema) & merged.keys():
-        value = merged[name]
-        if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-            merged[name] = int(value)
+    # msgspec also refuses Decimal subclasses (the protocol decodes parameters as one), so those become Decimals.
+    int_fields = _int_fields(schema)
+    for name, value in merged.items():
+        if isinstance(value, Decimal):
+            if name in int_fields and value.is_finite() and value == value.to_integral_value():
+                merged[name] = int(value)
+            elif type(value) is not Decimal:
+                merged[name] = Decimal(value)
     try:
         return msgspec.convert(merged, schema)
     except msgspec.ValidationError as exc:

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.protocol import StrategyState
+from engine.protocol import StrategyState, UpdateStrategyParams
 from engine.strategies import (
     AvellanedaStoikov,
     AvellanedaStoikovParams,
@@ -216,3 +216,20 @@ def test_strategy_rollback_restores_the_quotes_of_the_earlier_version():
     assert strategy.params.gamma == 0.1
     assert strategy._gamma == 0.1
     assert strategy.param_set.history[-1].rolled_back_to == 1
+
+
+def test_the_parameters_of_a_protocol_command_are_accepted_as_they_arrive():
+    command = UpdateStrategyParams(
+        command_id="c1",
+        operator="alice",
+        ts=1,
+        strategy_id="mm1",
+        params={"gamma": Decimal("0.2"), "order_size": Decimal("2"), "model": "GLFT", "allow_cross": True},
+    )
+    params = make_set()
+
+    version = params.update(command.params, operator=command.operator, ts=command.ts)
+
+    assert version == 2
+    assert (params.current.gamma, params.current.order_size, params.current.allow_cross) == (0.2, 2, True)
+    assert params.current.model is Model.GLFT
