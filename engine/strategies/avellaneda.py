@@ -144,6 +144,7 @@ class AvellanedaStoikov(Strategy):
         "_order_size",
         "_sigma",
         "_signal",
+        "_skew",
         "_start_ns",
     )
 
@@ -153,6 +154,7 @@ class AvellanedaStoikov(Strategy):
         self._flow: TradeFlowImbalance | None = None
         self._start_ns = ts
         self._mid: float | None = None
+        self._skew = 0.0
         self._bid = 0
         self._ask = 0
         super().__init__(strategy_id, symbol, params, operator=operator, ts=ts)
@@ -252,6 +254,7 @@ class AvellanedaStoikov(Strategy):
             skew = self._coefficient * book_imbalance(book, self._levels)
         else:
             skew = self._coefficient * self._flow.value(now)
+        self._skew = skew
         quotes = self._quote(mid + skew, bid, ask, now)
         self.last_quotes = quotes
         return quotes
@@ -274,11 +277,9 @@ class AvellanedaStoikov(Strategy):
         mid = self._mid
         if mid is None or not self.running:
             return None
-        skew = 0.0
-        if self._signal is Signal.TRADE_FLOW:
-            skew = self._coefficient * self._flow.value(now)
-        elif self.last_quotes is not None and self._signal is not Signal.NONE:
-            return self.last_quotes  # book signals need the book; the next on_book refreshes them
+        # A book signal keeps the value of the last book update (the book has not changed since, or on_book would
+        # have been called); trade flow decays with time, so it is read again.
+        skew = self._coefficient * self._flow.value(now) if self._signal is Signal.TRADE_FLOW else self._skew
         quotes = self._quote(mid + skew, self._bid, self._ask, now)
         self.last_quotes = quotes
         return quotes

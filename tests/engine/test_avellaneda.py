@@ -318,3 +318,24 @@ def test_online_intensity_is_refreshed_on_the_timer_and_changes_the_spread():
     a, k = mm.intensity
     assert a == pytest.approx(10.0, rel=0.3)
     assert k == pytest.approx(0.5, rel=0.3)
+
+
+def test_timer_requote_keeps_the_last_book_signal_while_time_to_horizon_shrinks():
+    mm = strategy(0, gamma=Decimal("0.01"), sigma=Decimal(2), signal="MICROPRICE", signal_coefficient=Decimal(1))
+    mm.on_book(book(9990, 10010, bid_size=30, ask_size=10), 10 * SECOND)
+
+    late = mm.on_timer(75 * SECOND)
+
+    # r = 10000 + 5 (microprice skew kept); T - t = 0: spread/2 = 0.6644543 -> floor(10004.34) / ceil(10005.66)
+    assert late == Quotes(10004, 1, 10006, 1)
+
+
+def test_a_timer_before_any_book_or_while_stopped_gives_no_quotes():
+    mm = AvellanedaStoikov("mm1", "XYZ")
+
+    before_start = mm.on_timer(SECOND)
+    mm.start(SECOND)
+    no_book = mm.on_timer(2 * SECOND)
+
+    assert before_start is None
+    assert no_book is None
