@@ -312,17 +312,20 @@ class Oms:
         if order.pending_cancel_id:
             raise OmsError(OmsCode.CANCEL_PENDING, f"order {client_order_id!r} already has a cancel in flight")
         now = self._clock.now()
-        cancel_id = self._issue_id(order)
-        order.pending_cancel_id = cancel_id
-        order.status = _PENDING_CANCEL
-        order.updated_ns = now
-        return VenueCancelOrder(
+        cancel_id = self.next_client_order_id(order.strategy_id)
+        # The message first: if it cannot be built (an id past the protocol's length), the order is left untouched.
+        msg = VenueCancelOrder(
             client_order_id=cancel_id,
             orig_client_order_id=order.pending_replace_id or order.client_order_id,
             account=self._account,
             symbol=order.symbol,
             ts=now,
         )
+        self._issue_id(order, cancel_id)
+        order.pending_cancel_id = cancel_id
+        order.status = _PENDING_CANCEL
+        order.updated_ns = now
+        return msg
 
     def request_replace(
         self, client_order_id: str, price: int, quantity: int, *, new_client_order_id: str | None = None
@@ -342,13 +345,8 @@ class Oms:
         if new_client_order_id is not None and new_client_order_id in self._by_id:
             raise OmsError(OmsCode.DUPLICATE_CLIENT_ORDER_ID, f"client order id {new_client_order_id!r} already used")
         now = self._clock.now()
-        replace_id = self._issue_id(order, new_client_order_id)
-        order.pending_replace_id = replace_id
-        order.pending_price = price
-        order.pending_quantity = quantity
-        order.status = _PENDING_REPLACE
-        order.updated_ns = now
-        return VenueReplaceOrder(
+        replace_id = new_client_order_id or self.next_client_order_id(order.strategy_id)
+        msg = VenueReplaceOrder(
             client_order_id=replace_id,
             orig_client_order_id=order.client_order_id,
             account=self._account,
@@ -357,6 +355,13 @@ class Oms:
             quantity=quantity,
             ts=now,
         )
+        self._issue_id(order, replace_id)
+        order.pending_replace_id = replace_id
+        order.pending_price = price
+        order.pending_quantity = quantity
+        order.status = _PENDING_REPLACE
+        order.updated_ns = now
+        return msg
 
     def cancel_all(self, *, strategy_id: str | None = None, symbol: str | None = None) -> list[VenueCancelOrder]:
         """Cancel every live order in scope (None = any), in creation order; orders already being canceled are
@@ -767,14 +772,13 @@ class Oms:
             raise OmsError(OmsCode.ORDER_NOT_WORKING, f"order {client_order_id!r} is {order.status.name}")
         return order
 
-    def _issue_id(self, order: Order, requested: str | None = None) -> str:
-        cid = requested or self.next_client_order_id(order.strategy_id)
+    def _issue_id(self, order: Order, cid: str) -> None:
+        """Map a request's id back to its order, so reports naming it find the order."""
         self._by_id[cid] = order
         if order.aliases is None:
             order.aliases = [cid]
         else:
             order.aliases.append(cid)
-        return cid
 
     def _count(self, code: str) -> None:
         anomalies = self.anomalies

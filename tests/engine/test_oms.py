@@ -23,6 +23,7 @@ from engine.protocol import (
     OrderFilled,
     OrderRejected,
     OrderReplaced,
+    ProtocolError,
     VenueCancelOrder,
     VenuePlaceOrder,
     VenueReplaceOrder,
@@ -864,3 +865,23 @@ def test_the_oms_agrees_with_the_venue_after_any_sequence_of_requests_and_fills(
         )
         assert order.status in (S.NEW, S.PARTIALLY_FILLED)
         assert order.leaves_quantity == live[cid].leaves_quantity
+
+
+def test_a_request_whose_message_cannot_be_built_leaves_the_order_untouched():
+    oms = make_oms()
+    order = oms.new_order(
+        strategy_id="s" * 64,  # request ids "{strategy_id}-{n}" would pass the protocol's 64-character limit
+        client_order_id="short-1",
+        symbol=SYM,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        time_in_force=TimeInForce.GTC,
+        price=100,
+        quantity=1,
+    )
+    oms.on_execution_report(ack(order))
+
+    with pytest.raises(ProtocolError):
+        oms.request_cancel("short-1")
+
+    assert (order.status, order.pending_cancel_id, order.aliases) == (S.NEW, "", None)
