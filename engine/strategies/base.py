@@ -84,16 +84,16 @@ class Strategy:
         self, changes: dict[str, Any], *, operator: str, reason: str = "", ts: int, base_version: int | None = None
     ) -> int:
         """Validate and apply atomically; returns the new version or raises StrategyError with nothing changed."""
-        candidate = self.param_set.validate(changes) if changes else None
-        if candidate is not None:
-            self._check_params(candidate)
-        version = self.param_set.update(changes, operator=operator, reason=reason, ts=ts, base_version=base_version)
+        version = self.param_set.update(
+            changes, operator=operator, reason=reason, ts=ts, base_version=base_version, check=self._check_params
+        )
         self._apply_params(self.param_set.current)
         return version
 
     def rollback_params(self, version: int, *, operator: str, reason: str = "", ts: int) -> int:
-        self._check_params(self.param_set.get(version).params)
-        new_version = self.param_set.rollback(version, operator=operator, reason=reason, ts=ts)
+        new_version = self.param_set.rollback(
+            version, operator=operator, reason=reason, ts=ts, check=self._check_params
+        )
         self._apply_params(self.param_set.current)
         return new_version
 

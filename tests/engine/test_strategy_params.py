@@ -233,3 +233,30 @@ def test_the_parameters_of_a_protocol_command_are_accepted_as_they_arrive():
     assert version == 2
     assert (params.current.gamma, params.current.order_size, params.current.allow_cross) == (0.2, 2, True)
     assert params.current.model is Model.GLFT
+
+
+class _NoGlftWhileLong(AvellanedaStoikov):
+    """A strategy with its own rule on top of the schema: no switch to GLFT while holding inventory."""
+
+    __slots__ = ()
+
+    def _check_params(self, params):
+        if params.model is Model.GLFT and self.position:
+            raise StrategyError("STRATEGY_PARAM_REFUSED", "flatten before switching to GLFT")
+
+
+def test_a_strategy_rule_beyond_the_schema_refuses_an_update_and_a_rollback_atomically():
+    strategy = _NoGlftWhileLong("mm1", "BTC-USD")
+    strategy.update_params({"model": "GLFT"}, operator="ops", ts=1)
+    strategy.update_params({"model": "AS"}, operator="ops", ts=2)
+    strategy.set_position(3)
+
+    with pytest.raises(StrategyError) as update:
+        strategy.update_params({"model": "GLFT"}, operator="ops", ts=3)
+    with pytest.raises(StrategyError) as rollback:
+        strategy.rollback_params(2, operator="ops", ts=4)
+
+    assert update.value.code == rollback.value.code == "STRATEGY_PARAM_REFUSED"
+    assert strategy.params_version == 3
+    assert strategy.params.model is Model.AS
+    assert strategy._glft is False
