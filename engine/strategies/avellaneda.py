@@ -183,6 +183,7 @@ class AvellanedaStoikov(Strategy):
                 ewma.prior = p.sigma
         else:
             self._ewma = None
+        keep_estimate = False
         if p.intensity_source is IntensitySource.ONLINE:
             est = self._intensity
             if est is None or not math.isclose(est._tau_s, p.intensity_half_life_s / math.log(2.0)):
@@ -190,6 +191,7 @@ class AvellanedaStoikov(Strategy):
             else:
                 est.prior_a = p.A
                 est.prior_k = p.k
+                keep_estimate = True
         else:
             self._intensity = None
         window_ns = round(p.trade_flow_window_s * 1e9)
@@ -198,7 +200,12 @@ class AvellanedaStoikov(Strategy):
                 self._flow = TradeFlowImbalance(window_ns)
         else:
             self._flow = None
-        self._set_intensity(p.A, p.k)
+        # An estimate in force survives an unrelated change (gamma still enters the precomputed terms); otherwise
+        # the parameters are the intensity until the next timer refreshes the estimate.
+        if keep_estimate:
+            self._set_intensity(self._a, self._k)
+        else:
+            self._set_intensity(p.A, p.k)
 
     def _set_intensity(self, a: float, k: float) -> None:
         # Everything that depends only on gamma, k and A is computed here, once per change, not per quote.

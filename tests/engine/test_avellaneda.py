@@ -339,3 +339,23 @@ def test_a_timer_before_any_book_or_while_stopped_gives_no_quotes():
 
     assert before_start is None
     assert no_book is None
+
+
+def test_an_unrelated_parameter_change_keeps_the_online_intensity_estimate():
+    mm = strategy(0, intensity_source="ONLINE", intensity_half_life_s=Decimal("1e6"))
+    mm.on_book(book(9999, 10001), 0)
+    rng = random.Random(5)
+    t = 0.0
+    while t < 300.0:
+        t += rng.expovariate(10.0)
+        mm.on_trade(round(10000 + rng.expovariate(0.5)), 1, Side.BUY, int(t * SECOND))
+    mm.on_timer(int(300 * SECOND))
+    estimated = mm.intensity
+
+    mm.update_params({"gamma": Decimal("0.2")}, operator="ops", ts=int(301 * SECOND))
+    kept = mm.intensity
+    mm.update_params({"intensity_source": "PARAM"}, operator="ops", ts=int(302 * SECOND))
+
+    assert estimated != (140.0, 1.5)
+    assert kept == estimated
+    assert mm.intensity == (140.0, 1.5)
