@@ -334,7 +334,8 @@ class AvellanedaStoikov(Strategy):
         # so a full fill cannot carry the position past the limit.
         bid_quantity = min(size, limit - position)
         ask_quantity = min(size, limit + position)
-        if bid_quantity < 0 or bid < 1:
+        if bid_quantity < 0 or bid < 1:  # no price below one tick
             bid_quantity = 0
-        ask_quantity = max(ask_quantity, 0)
+        if ask_quantity < 0 or ask < 1:  # ask < 1 only with allow_cross and an absurd skew
+            ask_quantity = 0
         return Quotes(bid, bid_quantity, ask, ask_quantity)

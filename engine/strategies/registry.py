@@ -38,7 +38,13 @@ def names() -> tuple[str, ...]:
 
 
 def create(
-    name: str, strategy_id: str, symbol: str, params: dict[str, Any] | None = None, *, operator: str = "system", ts=0
+    name: str,
+    strategy_id: str,
+    symbol: str,
+    params: dict[str, Any] | None = None,
+    *,
+    operator: str = "system",
+    ts: int = 0,
 ) -> Strategy:
     """A stopped strategy of class `name`; `params` (wire values) override the schema defaults, validated."""
     return strategy_class(name)(strategy_id, symbol, params, operator=operator, ts=ts)

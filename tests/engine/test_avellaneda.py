@@ -205,6 +205,16 @@ def test_quotes_never_go_below_one_tick():
     assert quotes.ask_price >= 3
 
 
+def test_a_crossing_ask_below_one_tick_is_not_quoted_either():
+    # r = 2 - 10 * 20 = -198 (q = 10, gamma sigma^2 (T-t) = 20): the ask ceil(-187.35) would be a negative price.
+    mm = strategy(10, gamma=Decimal("0.1"), sigma=Decimal(2), allow_cross=True)
+
+    quotes = mm.on_book(book(1, 3), 10 * SECOND)
+
+    assert quotes.bid_quantity == 0
+    assert quotes.ask_quantity == 0
+
+
 def test_timer_requotes_as_time_to_horizon_shrinks():
     mm = strategy(0, gamma=Decimal("0.1"), sigma=Decimal(2))
     early = mm.on_book(book(9999, 10001), 10 * SECOND)
