@@ -3,7 +3,7 @@
 Controls (SEC 15c3-5(c)(1), MiFID II RTS 6 Art. 15-17), each with its own code (`RiskCode`), applied at every level
 of the hierarchy that sets the limit: an order must pass the firm's limits, its strategy's and its instrument's.
 Per-order limits (quantity, notional, collar) reduce to the tightest level, the reason naming the level that
-bound; aggregate limits count what belongs to their level (see docs/risk.md for the table).
+bound; aggregate limits count what belongs to their level (docs/risk.md has the table).
 
 Order of operations (RTS 6 Art. 15(2): an order counts against the limits the moment it is sent):
 1. the engine registers the order in the OMS (`Oms.new_order`, PENDING_NEW), so every OMS count already includes it;
@@ -13,12 +13,15 @@ Order of operations (RTS 6 Art. 15(2): an order counts against the limits the mo
 3. on a `Denial` the engine calls `Oms.on_order_denied` and publishes `OrderDenied(code, reason)`. Nothing was
    recorded, so a denied order counts against nothing.
 Cancels and replaces are messages: the engine calls `on_message_sent` for each one it sends (new orders are
-counted by `check` itself). Cancels are never denied: they only ever reduce risk.
+counted by `check` itself). Cancels are never denied: they only ever reduce risk. Replaces are checked with
+`check_replace` before they are sent.
 
-Speed: limits are compiled to ints (ticks, lots, tick*lot notional units) at `set_limits` time and resolved per
-(strategy, symbol) on first use, so a check is integer compares, deque appends and one pass over the symbol's
-working orders; Decimal appears only where the portfolio reports money (exposure, daily loss), and only when that
-limit is set.
+Speed (the gate runs inline, tick-to-quote budget 10 us): limits are compiled at `set_limits` time and resolved
+per (strategy, symbol) on first use into ints — lots, ticks, tick*lot units and an exact integer money unit — so a
+check is integer compares, deque appends and one pass over the symbol's working orders. Exposures are valued in
+that integer money unit from the portfolio's integer positions (the order's symbol at the reference price, others
+at the portfolio's mark). Only the daily loss limit asks the portfolio for a Decimal, and only for orders that
+would add risk.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ _SELL = Side.SELL
 _MARKET = OrderType.MARKET
 _HALTED = TradingState.HALTED
 _REDUCING = TradingState.REDUCING
+_FIRM, _STRATEGY, _INSTRUMENT = ScopeKind.FIRM, ScopeKind.STRATEGY, ScopeKind.INSTRUMENT
 
 # Orders and messages are remembered this long at a level with no rate limit, so a limit set at run time with a
 # window up to this long counts what was sent before it was set.
@@ -50,7 +54,7 @@ DEFAULT_RATE_RETENTION_NS = 1_000_000_000
 
 
 class RiskCode(StrEnum):
-    """Reason codes on `OrderDenied` (and on `RiskError` for bad limit commands)."""
+    """Reason codes on `OrderDenied` (and on `RiskError` for limit commands that cannot be applied)."""
 
     MAX_ORDER_QTY = "RISK_MAX_ORDER_QTY"
     MAX_ORDER_NOTIONAL = "RISK_MAX_ORDER_NOTIONAL"
@@ -73,7 +77,7 @@ class RiskCode(StrEnum):
 
 
 class RiskError(EngineError):
-    """A limit command that cannot be applied (unknown instrument). Denials are `Denial`s, not errors."""
+    """A limit command that cannot be applied. Denials are `Denial`s, not errors."""
 
 
 class Denial(msgspec.Struct, frozen=True):
@@ -94,129 +98,22 @@ class _Portfolio(Protocol):
 
     def net_position(self, symbol: str) -> int: ...
 
+    def mark_price(self, symbol: str) -> Decimal | None: ...
+
     def daily_pnl(self, *, strategy_id: str | None = None) -> Decimal: ...
-
-    def gross_exposure(self, *, strategy_id: str | None = None) -> Decimal: ...
-
-    def net_exposure(self, *, strategy_id: str | None = None) -> Decimal: ...
-
-
-_FIRM_KEY = (int(ScopeKind.FIRM), "")
 
 
 def _key(scope: Scope) -> tuple[int, str]:
     return (int(scope.kind), scope.name)
 
 
-def _floor_steps(limit: Decimal, step: Decimal) -> int:
-    """Whole steps within `limit`: a limit off the grid rounds towards safety (down)."""
-    return int(Fraction(limit) // Fraction(step))
-
-
-class _Level:
-    """One level's aggregate limits resolved for one (strategy, symbol), in engine units."""
-
-    __slots__ = (
-        "daily_loss",
-        "max_gross",
-        "max_messages",
-        "max_net",
-        "max_open_orders",
-        "max_orders",
-        "max_position",
-        "name",
-        "rate_window_ns",
-    )
-
-    def __init__(self, name: str, limits: RiskLimits, instrument: Instrument) -> None:
-        self.name = name
-        self.max_position = (
-            None if limits.max_position is None else _floor_steps(limits.max_position, instrument.lot_size)
-        )
-        self.max_gross = limits.max_gross_exposure
-        self.max_net = limits.max_net_exposure
-        self.max_open_orders = limits.max_open_orders
-        self.max_orders = limits.max_orders_per_window
-        self.max_messages = limits.max_messages_per_window
-        self.rate_window_ns = limits.rate_window_ns
-        self.daily_loss = None if limits.max_daily_loss is None else -limits.max_daily_loss
-
-
-class _Resolved:
-    """Everything the gate needs for orders of one strategy in one symbol, built once per limit change.
-
-    Per-order limits hold the tightest value over the three levels and the name of the level that set it.
-    """
-
-    __slots__ = (
-        "collar_pct",
-        "collar_pct_level",
-        "collar_ticks",
-        "collar_ticks_level",
-        "dup_level",
-        "dup_window_ns",
-        "firm",
-        "instrument",
-        "max_notional_units",
-        "max_qty",
-        "notional_level",
-        "notional_unit",
-        "qty_level",
-        "restricted_by",
-        "strategy",
-        "symbol_level",
-    )
-
-    def __init__(self, instrument: Instrument, levels: list[tuple[str, RiskLimits | None]]) -> None:
-        self.instrument = instrument
-        # Money per (tick * lot): notional = ticks * lots * unit, so notional limits compare as ints.
-        unit = instrument.tick_size * instrument.lot_size * instrument.multiplier
-        self.notional_unit = unit
-        self.restricted_by: str | None = None
-        self.max_qty: int | None = None
-        self.qty_level = ""
-        self.max_notional_units: int | None = None
-        self.notional_level = ""
-        self.collar_ticks: int | None = None
-        self.collar_ticks_level = ""
-        self.collar_pct: tuple[int, int] | None = None  # (numerator, denominator) of the percentage
-        self.collar_pct_level = ""
-        self.dup_window_ns: int | None = None
-        self.dup_level = ""
-        resolved: list[_Level | None] = []
-        symbol = instrument.symbol
-        for name, limits in levels:
-            if limits is None:
-                resolved.append(None)
-                continue
-            if self.restricted_by is None and symbol in limits.restricted_symbols:
-                self.restricted_by = name
-            if limits.max_order_quantity is not None:
-                lots = _floor_steps(limits.max_order_quantity, instrument.lot_size)
-                if self.max_qty is None or lots < self.max_qty:
-                    self.max_qty, self.qty_level = lots, name
-            if limits.max_order_notional is not None:
-                units = int(Fraction(limits.max_order_notional) // Fraction(unit))
-                if self.max_notional_units is None or units < self.max_notional_units:
-                    self.max_notional_units, self.notional_level = units, name
-            if limits.price_collar_ticks is not None and (
-                self.collar_ticks is None or limits.price_collar_ticks < self.collar_ticks
-            ):
-                self.collar_ticks, self.collar_ticks_level = limits.price_collar_ticks, name
-            if limits.price_collar_pct is not None:
-                ratio = limits.price_collar_pct.as_integer_ratio()
-                if self.collar_pct is None or Fraction(*ratio) < Fraction(*self.collar_pct):
-                    self.collar_pct, self.collar_pct_level = ratio, name
-            if limits.duplicate_window_ns is not None and (
-                self.dup_window_ns is None or limits.duplicate_window_ns > self.dup_window_ns
-            ):
-                self.dup_window_ns, self.dup_level = limits.duplicate_window_ns, name
-            resolved.append(_Level(name, limits, instrument))
-        self.firm, self.strategy, self.symbol_level = resolved
+def _floor_div(value: Decimal, step: Decimal | int) -> int:
+    """Whole steps within `value`, exactly: a limit off the grid rounds towards safety (down)."""
+    return int(Fraction(value) // Fraction(step))
 
 
 class _Windows:
-    """Send timestamps of orders and of messages at one level (firm, one strategy or one symbol)."""
+    """Send timestamps of orders and of messages at one level (the firm, one strategy or one symbol)."""
 
     __slots__ = ("messages", "orders")
 
@@ -241,6 +138,133 @@ def _reduces(position: int, side: Side, worst_case_lots: int) -> bool:
     return False
 
 
+class _Resolved:
+    """Everything the gate needs for orders of one strategy in one symbol, compiled once per limit change.
+
+    Per-order limits hold the tightest value over the three levels and the name of the level that set it;
+    aggregate limits are lists holding only the levels that set them, so an unset limit costs nothing per check.
+    """
+
+    __slots__ = (
+        "collar_pct",
+        "collar_pct_level",
+        "collar_ticks",
+        "collar_ticks_level",
+        "dup_level",
+        "dup_window_ns",
+        "exposures",
+        "half_unit",
+        "instrument",
+        "loss_firm",
+        "loss_strategy",
+        "max_notional_units",
+        "max_qty",
+        "notional_level",
+        "open_firm",
+        "open_strategy",
+        "open_symbol",
+        "position_net",
+        "position_strategy",
+        "qty_level",
+        "rate_checks",
+        "record",
+        "restricted_by",
+        "strategy_name",
+    )
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        levels: tuple[tuple[ScopeKind, str, RiskLimits | None, _Windows], ...],
+        *,
+        half_unit: int,
+        money_scale: int,
+    ) -> None:
+        self.instrument = instrument
+        self.half_unit = half_unit  # money units per (half tick * lot): value = lots * twice-ticks * half_unit
+        tick_lot = instrument.tick_size * instrument.lot_size * instrument.multiplier  # money per tick * lot
+        symbol = instrument.symbol
+        self.restricted_by: str | None = None
+        self.max_qty: int | None = None
+        self.qty_level = ""
+        self.max_notional_units: int | None = None
+        self.notional_level = ""
+        self.collar_ticks: int | None = None
+        self.collar_ticks_level = ""
+        self.collar_pct: tuple[int, int] | None = None  # (numerator, denominator) of the percentage
+        self.collar_pct_level = ""
+        self.dup_window_ns: int | None = None
+        self.dup_level = ""
+        self.rate_checks: list[tuple[_Windows, int, int | None, int | None, str]] = []
+        self.record: list[tuple[_Windows, int]] = []
+        self.open_firm = self.open_strategy = self.open_symbol = None
+        self.position_strategy: tuple[int, str] | None = None
+        self.position_net: tuple[int, str] | None = None  # firm and instrument count the same net position
+        self.exposures: list[tuple[ScopeKind, int | None, int | None, str]] = []
+        self.loss_firm: Decimal | None = None
+        self.loss_strategy: Decimal | None = None
+        self.strategy_name = levels[1][1]
+        for kind, name, limits, windows in levels:
+            window_ns = None if limits is None else limits.rate_window_ns
+            self.record.append((windows, window_ns if window_ns is not None else DEFAULT_RATE_RETENTION_NS))
+            if limits is None:
+                continue
+            if self.restricted_by is None and symbol in limits.restricted_symbols:
+                self.restricted_by = name
+            if limits.max_order_quantity is not None:
+                lots = _floor_div(limits.max_order_quantity, instrument.lot_size)
+                if self.max_qty is None or lots < self.max_qty:
+                    self.max_qty, self.qty_level = lots, name
+            if limits.max_order_notional is not None:
+                units = _floor_div(limits.max_order_notional, tick_lot)
+                if self.max_notional_units is None or units < self.max_notional_units:
+                    self.max_notional_units, self.notional_level = units, name
+            if limits.price_collar_ticks is not None and (
+                self.collar_ticks is None or limits.price_collar_ticks < self.collar_ticks
+            ):
+                self.collar_ticks, self.collar_ticks_level = limits.price_collar_ticks, name
+            if limits.price_collar_pct is not None:
+                ratio = limits.price_collar_pct.as_integer_ratio()
+                if self.collar_pct is None or Fraction(*ratio) < Fraction(*self.collar_pct):
+                    self.collar_pct, self.collar_pct_level = ratio, name
+            if limits.duplicate_window_ns is not None and (
+                self.dup_window_ns is None or limits.duplicate_window_ns > self.dup_window_ns
+            ):
+                self.dup_window_ns, self.dup_level = limits.duplicate_window_ns, name
+            if window_ns is not None:
+                self.rate_checks.append(
+                    (windows, window_ns, limits.max_orders_per_window, limits.max_messages_per_window, name)
+                )
+            if limits.max_open_orders is not None:
+                if kind is _FIRM:
+                    self.open_firm = (limits.max_open_orders, name)
+                elif kind is _STRATEGY:
+                    self.open_strategy = (limits.max_open_orders, name)
+                else:
+                    self.open_symbol = (limits.max_open_orders, name)
+            if limits.max_position is not None:
+                lots = _floor_div(limits.max_position, instrument.lot_size)
+                if kind is _STRATEGY:
+                    self.position_strategy = (lots, name)
+                elif self.position_net is None or lots < self.position_net[0]:
+                    self.position_net = (lots, name)
+            if limits.max_gross_exposure is not None or limits.max_net_exposure is not None:
+                gross, net = limits.max_gross_exposure, limits.max_net_exposure
+                self.exposures.append(
+                    (
+                        kind,
+                        None if gross is None else _floor_div(gross.scaleb(money_scale), 1),
+                        None if net is None else _floor_div(net.scaleb(money_scale), 1),
+                        name,
+                    )
+                )
+            if limits.max_daily_loss is not None:
+                if kind is _FIRM:
+                    self.loss_firm = -limits.max_daily_loss
+                else:
+                    self.loss_strategy = -limits.max_daily_loss
+
+
 class RiskGate:
     """Pre-trade checks for one account (one `Oms`). Engine thread only; never reads the wall clock."""
 
@@ -250,14 +274,17 @@ class RiskGate:
         "_dup_order",
         "_dup_retention_ns",
         "_firm_windows",
+        "_half_units",
         "_instruments",
         "_limits",
+        "_money_scale",
         "_oms",
         "_portfolio",
         "_resolved",
         "_states",
         "_strategy_windows",
         "_symbol_windows",
+        "_symbols",
         "checks",
         "denials",
     )
@@ -275,6 +302,12 @@ class RiskGate:
         self._oms = oms
         self._portfolio = portfolio
         self._states = states
+        # One exact integer money unit for every instrument (they are assumed to share a currency, as the portfolio
+        # assumes): 10**-scale, fine enough that half a tick times a lot of any instrument is a whole number of it.
+        halves = {i.symbol: i.tick_size * i.lot_size * i.multiplier / 2 for i in instruments}
+        self._money_scale = max((max(-h.normalize().as_tuple().exponent, 0) for h in halves.values()), default=0)
+        self._half_units = {s: int(h.scaleb(self._money_scale)) for s, h in halves.items()}
+        self._symbols = tuple(halves)
         self._limits: dict[tuple[int, str], RiskLimits] = {}
         self._resolved: dict[tuple[str, str], _Resolved] = {}
         self._firm_windows = _Windows()
@@ -291,9 +324,10 @@ class RiskGate:
     # --- limits --------------------------------------------------------------------------------------------------
 
     def set_limits(self, scope: Scope, limits: RiskLimits | None) -> None:
-        """Replace the whole limit set of `scope` (None removes it). Takes effect on the next check: the resolved
-        per-(strategy, symbol) limits are dropped and rebuilt lazily."""
-        if scope.kind == ScopeKind.INSTRUMENT:
+        """Replace the whole limit set of `scope` (None removes it). Takes effect on the next check: the compiled
+        per-(strategy, symbol) limits are dropped and rebuilt on first use. Raises RiskError (nothing changes) for
+        an unknown instrument or a limit the scope cannot carry."""
+        if scope.kind == _INSTRUMENT:
             if scope.name not in self._instruments:
                 raise RiskError(RiskCode.UNKNOWN_SYMBOL, f"no instrument {scope.name!r} to set limits on")
             if limits is not None and limits.max_daily_loss is not None:
@@ -321,10 +355,13 @@ class RiskGate:
 
     def scope_limits(self) -> tuple[ScopeLimits, ...]:
         """Every scope's limits, sorted, for `StateSnapshot.limits`."""
-        return tuple(
-            ScopeLimits(scope=Scope(kind=ScopeKind(kind), name=name), limits=limits)
-            for (kind, name), limits in sorted(self._limits.items())
-        )
+        return tuple(ScopeLimits(scope=scope, limits=lim) for scope, lim in self.limits())
+
+    def _windows(self, table: dict[str, _Windows], name: str) -> _Windows:
+        windows = table.get(name)
+        if windows is None:
+            windows = table[name] = _Windows()
+        return windows
 
     def _resolve(self, strategy_id: str, symbol: str) -> _Resolved | None:
         if symbol not in self._instruments:
@@ -332,16 +369,28 @@ class RiskGate:
         get = self._limits.get
         resolved = _Resolved(
             self._instruments.get(symbol),
-            [
-                ("firm", get(_FIRM_KEY)),
-                (f"strategy {strategy_id}", get((int(ScopeKind.STRATEGY), strategy_id))),
-                (f"instrument {symbol}", get((int(ScopeKind.INSTRUMENT), symbol))),
-            ],
+            (
+                (_FIRM, "firm", get((int(_FIRM), "")), self._firm_windows),
+                (
+                    _STRATEGY,
+                    f"strategy {strategy_id}",
+                    get((int(_STRATEGY), strategy_id)),
+                    self._windows(self._strategy_windows, strategy_id),
+                ),
+                (
+                    _INSTRUMENT,
+                    f"instrument {symbol}",
+                    get((int(_INSTRUMENT), symbol)),
+                    self._windows(self._symbol_windows, symbol),
+                ),
+            ),
+            half_unit=self._half_units[symbol],
+            money_scale=self._money_scale,
         )
         self._resolved[(strategy_id, symbol)] = resolved
         return resolved
 
-    # --- the check -------------------------------------------------------------------------------------------------
+    # --- the checks ------------------------------------------------------------------------------------------------
 
     def check(self, order: Any, *, reference_price: int | None) -> Denial | None:
         """None if `order` may be sent, else the first control it fails.
@@ -351,7 +400,7 @@ class RiskGate:
         last trade in ticks, None when the book has neither.
         """
         self.checks += 1
-        denial = self._evaluate(order, reference_price)
+        denial = self._evaluate(order, reference_price, 0, 0)
         if denial is _PASS:
             return None
         denials = self.denials
@@ -364,8 +413,8 @@ class RiskGate:
         A replace is judged as the order it would become: per-order limits, the collar and self-match on the new
         terms, and the message rate. Position, exposure, REDUCING and daily-loss checks apply only when it raises
         the worst-case leaves (while in flight the venue may fill either size, so the larger one counts): a replace
-        that does not add risk is never refused by them. Nothing is recorded: the engine reports the replace it
-        sends through `on_message_sent`, like a cancel.
+        that adds no risk is never refused by them. Nothing is recorded: the engine reports the replace it sends
+        through `on_message_sent`, like a cancel.
         """
         self.checks += 1
         denial = self._evaluate(order, reference_price, price, quantity)
@@ -375,37 +424,34 @@ class RiskGate:
         denials[denial.code] = denials.get(denial.code, 0) + 1
         return denial
 
-    def _evaluate(
-        self, order: Any, reference_price: int | None, new_price: int = 0, new_quantity: int = 0
-    ) -> Denial | None:
+    def _evaluate(self, order: Any, reference_price: int | None, new_price: int, new_quantity: int) -> Denial:
+        """The controls, cheapest and most decisive first; `_PASS` when the order may go."""
         strategy_id = order.strategy_id
         symbol = order.symbol
-        side = order.side
-        replace = new_quantity > 0
-        if replace:
-            quantity = new_quantity
-            # Worst-case leaves once the replace is in flight vs now (Order.worst_case_leaves).
-            new_leaves = max(order.leaves_quantity, new_quantity - order.cum_quantity)
-            adds_risk = new_leaves > order.worst_case_leaves()
-        else:
-            quantity = order.quantity
-            new_leaves = 0
-            adds_risk = True
         resolved = self._resolved.get((strategy_id, symbol))
         if resolved is None:
             resolved = self._resolve(strategy_id, symbol)
             if resolved is None:
                 return Denial(RiskCode.UNKNOWN_SYMBOL, f"no instrument {symbol!r}")
+        side = order.side
+        replace = new_quantity > 0
+        if replace:
+            price = new_price
+            quantity = new_quantity
+            # Worst-case leaves once the replace is in flight vs now (as `Order.worst_case_leaves` counts them).
+            new_leaves = max(order.leaves_quantity, new_quantity - order.cum_quantity)
+            adds_risk = new_leaves > order.worst_case_leaves()
+        else:
+            price = order.price
+            quantity = order.quantity
+            new_leaves = quantity
+            adds_risk = True
         is_market = order.order_type == _MARKET
-        price = new_price if replace else order.price
 
-        # Lazily fetched counters, shared by the controls that need them.
-        strategy_position: int | None = None
-        net_position: int | None = None
-
+        # The kill switch first: HALTED denies everything new; REDUCING is decided once positions are known.
         states = self._states
         reducing_strategy = reducing_net = False
-        if not states.all_active:
+        if states.non_active:
             firm_state, strategy_state, symbol_state = states.levels_for(strategy_id, symbol)
             if firm_state is _HALTED or strategy_state is _HALTED or symbol_state is _HALTED:
                 where = "firm" if firm_state is _HALTED else "strategy" if strategy_state is _HALTED else "instrument"
@@ -430,10 +476,10 @@ class RiskGate:
             )
         max_units = resolved.max_notional_units
         if max_units is not None and notional_price * quantity > max_units:
-            notional = resolved.instrument.notional(notional_price, quantity)
             return Denial(
                 RiskCode.MAX_ORDER_NOTIONAL,
-                f"notional {notional} above {resolved.notional_unit * max_units} ({resolved.notional_level})",
+                f"notional {resolved.instrument.notional(notional_price, quantity)} above "
+                f"{resolved.instrument.notional(1, max_units)} ({resolved.notional_level})",
             )
         if reference_price is not None and not is_market:
             distance = price - reference_price if price > reference_price else reference_price - price
@@ -453,27 +499,14 @@ class RiskGate:
                     f"{Fraction(*pct)} % collar ({resolved.collar_pct_level})",
                 )
 
-        firm, strategy, instrument = resolved.firm, resolved.strategy, resolved.symbol_level
+        # Rates: the order would be one more order and one more message in each limited level's window.
         now = self._clock.now()
-
-        # Rates: the order would be one more order and one more message in each level's window.
-        firm_windows = self._firm_windows
-        strategy_windows = self._strategy_windows.get(strategy_id)
-        symbol_windows = self._symbol_windows.get(symbol)
-        for level, windows in ((firm, firm_windows), (strategy, strategy_windows), (instrument, symbol_windows)):
-            if level is None or level.rate_window_ns is None or windows is None:
-                continue
-            horizon = now - level.rate_window_ns
-            if not replace and level.max_orders is not None and _prune(windows.orders, horizon) >= level.max_orders:
-                return Denial(
-                    RiskCode.ORDER_RATE,
-                    f"{level.max_orders} orders already sent in {level.rate_window_ns} ns ({level.name})",
-                )
-            if level.max_messages is not None and _prune(windows.messages, horizon) >= level.max_messages:
-                return Denial(
-                    RiskCode.MESSAGE_RATE,
-                    f"{level.max_messages} messages already sent in {level.rate_window_ns} ns ({level.name})",
-                )
+        for windows, window_ns, max_orders, max_messages, name in resolved.rate_checks:
+            horizon = now - window_ns
+            if max_orders is not None and not replace and _prune(windows.orders, horizon) >= max_orders:
+                return Denial(RiskCode.ORDER_RATE, f"{max_orders} orders already sent in {window_ns} ns ({name})")
+            if max_messages is not None and _prune(windows.messages, horizon) >= max_messages:
+                return Denial(RiskCode.MESSAGE_RATE, f"{max_messages} messages already sent in {window_ns} ns ({name})")
 
         dup_window = resolved.dup_window_ns
         if dup_window is not None and not replace:
@@ -486,40 +519,33 @@ class RiskGate:
                 )
 
         # One pass over the symbol's working orders (this one included: it is PENDING_NEW in the OMS) gives the
-        # open-order counts, the worst-case same-side quantities, their notional, and self-match.
+        # worst-case same-side lots and their notional, per strategy and net, and finds a self-match.
         symbol_orders = self._oms.working_orders(symbol=symbol)
-        strategy_same_side = 0
-        net_same_side = 0
-        strategy_same_notional = 0
-        net_same_notional = 0
+        strategy_lots = net_lots = strategy_notional = net_notional = 0
         crossing = None
         for working in symbol_orders:
-            working_strategy = working.strategy_id
             if working.side == side:
                 if working is order:
-                    leaves = new_leaves if replace else order.quantity
+                    lots = new_leaves
                     wprice = notional_price
                 else:
-                    leaves = working.worst_case_leaves()
+                    lots = working.worst_case_leaves() if working.pending_replace_id else working.leaves_quantity
                     wprice = working.price if working.order_type != _MARKET else notional_price
-                net_same_side += leaves
-                net_same_notional += leaves * wprice
-                if working_strategy == strategy_id:
-                    strategy_same_side += leaves
-                    strategy_same_notional += leaves * wprice
-            elif crossing is None and working_strategy != strategy_id:
-                # Would this order trade against a resting order of another strategy of the same account?
-                # A replace in flight may rest at either price, so both count.
+                net_lots += lots
+                net_notional += lots * wprice
+                if working.strategy_id == strategy_id:
+                    strategy_lots += lots
+                    strategy_notional += lots * wprice
+            elif crossing is None and working.strategy_id != strategy_id:
+                # Would this order trade against a resting order of another strategy of the same account (a wash
+                # trade)? A replace in flight may rest at either price, so both count.
                 other = working.price
                 pending = working.pending_price
-                if (
-                    is_market
-                    or working.order_type == _MARKET
-                    or (
-                        (side == _BUY and (other <= price or (pending and pending <= price)))
-                        or (side == _SELL and (other >= price or (pending and pending >= price)))
-                    )
-                ):
+                if side == _BUY:
+                    crosses = other <= price or (pending and pending <= price)
+                else:
+                    crosses = other >= price or (pending and pending >= price)
+                if is_market or working.order_type == _MARKET or crosses:
                     crossing = working
         if crossing is not None:
             return Denial(
@@ -528,172 +554,96 @@ class RiskGate:
                 f"{crossing.strategy_id} @{crossing.price}",
             )
 
-        if replace:
-            pass  # a replace opens no order
-        elif firm is not None and firm.max_open_orders is not None:
-            count = self._oms.open_order_count()
-            if count > firm.max_open_orders:
-                return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {firm.max_open_orders} (firm)")
-        if not replace and strategy is not None and strategy.max_open_orders is not None:
-            count = self._oms.open_order_count(strategy_id=strategy_id)
-            if count > strategy.max_open_orders:
-                return Denial(
-                    RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {strategy.max_open_orders} ({strategy.name})"
-                )
-        if not replace and instrument is not None and instrument.max_open_orders is not None:
-            count = len(symbol_orders)
-            if count > instrument.max_open_orders:
-                return Denial(
-                    RiskCode.MAX_OPEN_ORDERS,
-                    f"{count} open orders above {instrument.max_open_orders} ({instrument.name})",
-                )
+        if not replace:
+            limit = resolved.open_firm
+            if limit is not None and (count := self._oms.open_order_count()) > limit[0]:
+                return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
+            limit = resolved.open_strategy
+            if limit is not None and (count := self._oms.open_order_count(strategy_id=strategy_id)) > limit[0]:
+                return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
+            limit = resolved.open_symbol
+            if limit is not None and (count := len(symbol_orders)) > limit[0]:
+                return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
 
-        # Positions: worst case = current position + every same-side working lot (this order's included).
+        if not adds_risk:
+            return _PASS  # a replace that adds no lots: nothing below can object to it
+
+        # Positions: worst case = current position + every same-side working lot (this order's included). A
+        # strategy counts its own; the firm and the instrument count the symbol's net over all strategies.
         portfolio = self._portfolio
         signed = int(side)
-        for level, of_strategy in ((firm, False), (strategy, True), (instrument, False)):
-            if level is None or level.max_position is None or not adds_risk:
-                continue
-            if of_strategy:
-                if strategy_position is None:
-                    strategy_position = portfolio.position(strategy_id, symbol)
-                worst = strategy_position + signed * strategy_same_side
-            else:
-                if net_position is None:
-                    net_position = portfolio.net_position(symbol)
-                worst = net_position + signed * net_same_side
-            if signed * worst > level.max_position:
+        strategy_position = net_position = None
+        limit = resolved.position_strategy
+        if limit is not None:
+            strategy_position = portfolio.position(strategy_id, symbol)
+            worst = strategy_position + signed * strategy_lots
+            if signed * worst > limit[0]:
                 return Denial(
-                    RiskCode.MAX_POSITION,
-                    f"worst-case position {worst} lots beyond {level.max_position} lots ({level.name})",
+                    RiskCode.MAX_POSITION, f"worst-case position {worst} lots beyond {limit[0]} lots ({limit[1]})"
+                )
+        limit = resolved.position_net
+        if limit is not None:
+            net_position = portfolio.net_position(symbol)
+            worst = net_position + signed * net_lots
+            if signed * worst > limit[0]:
+                return Denial(
+                    RiskCode.MAX_POSITION, f"worst-case position {worst} lots beyond {limit[0]} lots ({limit[1]})"
                 )
 
-        # Exposures, in money: the portfolio's figure at mark plus what this side's working orders in this symbol
-        # (this one included) would add at their prices. For gross, fills that shrink |position| count negative.
-        unit = resolved.notional_unit
-        for level, of_strategy in ((firm, False), (strategy, True), (instrument, False)):
-            if level is None or (level.max_gross is None and level.max_net is None) or not adds_risk:
-                continue
-            if of_strategy:
-                if strategy_position is None:
-                    strategy_position = portfolio.position(strategy_id, symbol)
-                position, same_side, same_notional = strategy_position, strategy_same_side, strategy_same_notional
-            else:
-                if net_position is None:
-                    net_position = portfolio.net_position(symbol)
-                position, same_side, same_notional = net_position, net_same_side, net_same_notional
-            if level is instrument:
-                # The instrument's own exposure: its net position valued at this order's price.
-                gross_now = abs(position) * notional_price * unit
-                net_now = position * notional_price * unit
-            else:
-                strategy_filter = strategy_id if of_strategy else None
-                gross_now = portfolio.gross_exposure(strategy_id=strategy_filter) if level.max_gross is not None else 0
-                net_now = portfolio.net_exposure(strategy_id=strategy_filter) if level.max_net is not None else 0
-            if level.max_gross is not None:
-                # Average price of the same-side working lots, so the change in |position| is valued at them.
-                after = abs(position + signed * same_side)
-                change = after - abs(position)
-                if change > 0:
-                    worst_gross = gross_now + Decimal(change * same_notional) * unit / same_side
-                    if worst_gross > level.max_gross:
-                        return Denial(
-                            RiskCode.MAX_GROSS_EXPOSURE,
-                            f"worst-case gross exposure {worst_gross:.2f} above {level.max_gross} ({level.name})",
-                        )
-            if level.max_net is not None:
-                worst_net = net_now + signed * same_notional * unit
-                if signed * worst_net > level.max_net:
+        if resolved.exposures:
+            denial = self._check_exposures(
+                resolved,
+                strategy_id=strategy_id,
+                symbol=symbol,
+                signed=signed,
+                price2=2 * (reference_price if reference_price is not None else notional_price),
+                strategy_side=(strategy_lots, strategy_notional),
+                net_side=(net_lots, net_notional),
+            )
+            if denial is not None:
+                return denial
+
+        # REDUCING and the daily loss limit let through only orders whose worst case reduces the position: the
+        # strategy's own for a strategy scope, the symbol's net for the firm and instrument scopes.
+        loss_strategy = resolved.loss_strategy
+        loss_firm = resolved.loss_firm
+        if reducing_strategy or loss_strategy is not None:
+            if strategy_position is None:
+                strategy_position = portfolio.position(strategy_id, symbol)
+            if not _reduces(strategy_position, side, strategy_lots):
+                if reducing_strategy:
                     return Denial(
-                        RiskCode.MAX_NET_EXPOSURE,
-                        f"worst-case net exposure {worst_net} beyond {level.max_net} ({level.name})",
+                        RiskCode.STATE_REDUCING,
+                        f"strategy {strategy_id} is REDUCING: worst case {side.name} {strategy_lots} lots does not "
+                        f"reduce its position {strategy_position}",
                     )
-
-        # Trading states and the daily loss limit both let through only orders that reduce the position; at the
-        # strategy level that is the strategy's own position, at the firm and instrument levels the symbol's net.
-        loss_strategy = strategy is not None and strategy.daily_loss is not None
-        loss_firm = firm is not None and firm.daily_loss is not None
-        if adds_risk and (reducing_strategy or reducing_net or loss_strategy or loss_firm):
-            if reducing_strategy or loss_strategy:
-                if strategy_position is None:
-                    strategy_position = portfolio.position(strategy_id, symbol)
-                strategy_reduces = _reduces(strategy_position, side, strategy_same_side)
-            else:
-                strategy_reduces = True
-            if reducing_net or loss_firm:
-                if net_position is None:
-                    net_position = portfolio.net_position(symbol)
-                net_reduces = _reduces(net_position, side, net_same_side)
-            else:
-                net_reduces = True
-            if reducing_strategy and not strategy_reduces:
-                return Denial(
-                    RiskCode.STATE_REDUCING,
-                    f"strategy {strategy_id} is REDUCING: worst case {side.name} {strategy_same_side} lots does not "
-                    f"reduce its position {strategy_position}",
-                )
-            if reducing_net and not net_reduces:
-                return Denial(
-                    RiskCode.STATE_REDUCING,
-                    f"REDUCING: worst case {side.name} {net_same_side} lots does not reduce the {symbol} position "
-                    f"{net_position}",
-                )
-            if loss_firm and not net_reduces:
-                pnl = portfolio.daily_pnl()
-                if pnl <= firm.daily_loss:
-                    return Denial(RiskCode.DAILY_LOSS, f"daily P&L {pnl} at or below {firm.daily_loss} (firm)")
-            if loss_strategy and not strategy_reduces:
                 pnl = portfolio.daily_pnl(strategy_id=strategy_id)
-                if pnl <= strategy.daily_loss:
+                if pnl <= loss_strategy:
                     return Denial(
-                        RiskCode.DAILY_LOSS, f"daily P&L {pnl} at or below {strategy.daily_loss} ({strategy.name})"
+                        RiskCode.DAILY_LOSS,
+                        f"daily P&L {pnl} at or below {loss_strategy} ({resolved.strategy_name})",
                     )
+        if reducing_net or loss_firm is not None:
+            if net_position is None:
+                net_position = portfolio.net_position(symbol)
+            if not _reduces(net_position, side, net_lots):
+                if reducing_net:
+                    return Denial(
+                        RiskCode.STATE_REDUCING,
+                        f"REDUCING: worst case {side.name} {net_lots} lots does not reduce the {symbol} position "
+                        f"{net_position}",
+                    )
+                pnl = portfolio.daily_pnl()
+                if pnl <= loss_firm:
+                    return Denial(RiskCode.DAILY_LOSS, f"daily P&L {pnl} at or below {loss_firm} (firm)")
 
         if replace:
             return _PASS
-        # Passed: from here the order counts as sent (RTS 6 Art. 15(2)).
-        self._record_send(
-            strategy_id=strategy_id,
-            symbol=symbol,
-            now=now,
-            strategy_windows=strategy_windows,
-            symbol_windows=symbol_windows,
-            firm=firm,
-            strategy=strategy,
-            instrument=instrument,
-        )
-        if dup_window is not None or self._dup_retention_ns:
-            self._record_duplicate((strategy_id, symbol, side, price, quantity), now)
-        states.on_order_sent(strategy_id=strategy_id, symbol=symbol)
-        return _PASS
 
-    # --- sends -----------------------------------------------------------------------------------------------------
-
-    def _record_send(
-        self,
-        *,
-        strategy_id: str,
-        symbol: str,
-        now: int,
-        strategy_windows: _Windows | None,
-        symbol_windows: _Windows | None,
-        firm: _Level | None,
-        strategy: _Level | None,
-        instrument: _Level | None,
-    ) -> None:
-        if strategy_windows is None:
-            strategy_windows = self._strategy_windows[strategy_id] = _Windows()
-        if symbol_windows is None:
-            symbol_windows = self._symbol_windows[symbol] = _Windows()
-        for level, windows in (
-            (firm, self._firm_windows),
-            (strategy, strategy_windows),
-            (instrument, symbol_windows),
-        ):
-            # Keep a level's window pruned to its own length (or the default retention without a rate limit), so
-            # memory is bounded by the rate limit itself.
-            window_ns = level.rate_window_ns if level is not None and level.rate_window_ns is not None else None
-            horizon = now - (window_ns if window_ns is not None else DEFAULT_RATE_RETENTION_NS)
+        # Passed: from here on the order counts as sent (RTS 6 Art. 15(2)). Every level records it, limited or
+        # not, so a rate limit set later counts what was already sent.
+        for windows, retention_ns in resolved.record:
+            horizon = now - retention_ns
             orders = windows.orders
             orders.append(now)
             while orders[0] <= horizon:
@@ -702,39 +652,106 @@ class RiskGate:
             messages.append(now)
             while messages[0] <= horizon:
                 messages.popleft()
+        if self._dup_retention_ns:
+            self._record_duplicate((strategy_id, symbol, side, price, quantity), now)
+        if states.counts_orders:
+            states.on_order_sent(strategy_id=strategy_id, symbol=symbol)
+        return _PASS
+
+    def _check_exposures(
+        self,
+        resolved: _Resolved,
+        *,
+        strategy_id: str,
+        symbol: str,
+        signed: int,
+        price2: int,
+        strategy_side: tuple[int, int],
+        net_side: tuple[int, int],
+    ) -> Denial | None:
+        """Gross and net exposure in integer money units, worst case: positions valued at the mark (this symbol at
+        the reference price, which is the freshest mark) plus this side's working orders in this symbol at their
+        own prices. For gross, working lots count only as far as they grow |position|: a fill that shrinks a
+        position cannot raise gross exposure."""
+        portfolio = self._portfolio
+        position_of = portfolio.position
+        net_position_of = portfolio.net_position
+        half_units = self._half_units
+        half_unit = resolved.half_unit
+        for kind, max_gross, max_net, name in resolved.exposures:
+            if kind is _STRATEGY:
+                lots, notional = strategy_side
+                position = position_of(strategy_id, symbol)
+            else:
+                lots, notional = net_side
+                position = net_position_of(symbol)
+            gross = abs(position) * price2 * half_unit
+            net = position * price2 * half_unit
+            if kind is not _INSTRUMENT:
+                # The scope's positions in the other symbols, at the portfolio's marks.
+                for other in self._symbols:
+                    if other != symbol:
+                        held = position_of(strategy_id, other) if kind is _STRATEGY else net_position_of(other)
+                        if held:
+                            value = held * self._mark2(other) * half_units[other]
+                            gross += abs(value)
+                            net += value
+            if max_gross is not None:
+                grow = abs(position + signed * lots) - abs(position)
+                # gross + grow * (average working price) > limit, cross-multiplied by `lots` to stay in ints.
+                worst_times_lots = gross * lots + grow * notional * 2 * half_unit
+                if grow > 0 and worst_times_lots > max_gross * lots:
+                    scale = -self._money_scale
+                    return Denial(
+                        RiskCode.MAX_GROSS_EXPOSURE,
+                        f"worst-case gross exposure {(Decimal(worst_times_lots) / lots).scaleb(scale):f} above "
+                        f"{Decimal(max_gross).scaleb(scale)} ({name})",
+                    )
+            if max_net is not None:
+                worst_net = net + signed * notional * 2 * half_unit
+                if signed * worst_net > max_net:
+                    return Denial(
+                        RiskCode.MAX_NET_EXPOSURE,
+                        f"worst-case net exposure {Decimal(worst_net).scaleb(-self._money_scale)} beyond "
+                        f"{Decimal(max_net).scaleb(-self._money_scale)} ({name})",
+                    )
+        return None
+
+    def _mark2(self, symbol: str) -> int:
+        """Twice the portfolio's mark of `symbol` in ticks (a symbol with a position has been marked, at least at
+        its fill price)."""
+        price = self._portfolio.mark_price(symbol)
+        if price is None:
+            return 0
+        return int(price * 2 / self._instruments.get(symbol).tick_size)
+
+    # --- sends -----------------------------------------------------------------------------------------------------
 
     def on_message_sent(self, now: int, *, strategy_id: str | None = None, symbol: str | None = None) -> None:
         """A cancel or replace left for the venue: one more message in the firm's window, and the strategy's and
         symbol's when given. New orders are counted by `check` itself; do not report them here."""
-        self._firm_windows.messages.append(now)
-        _prune(self._firm_windows.messages, now - self._retention(_FIRM_KEY))
+        self._record_message(self._firm_windows, (int(_FIRM), ""), now)
         if strategy_id is not None:
-            windows = self._strategy_windows.get(strategy_id)
-            if windows is None:
-                windows = self._strategy_windows[strategy_id] = _Windows()
-            windows.messages.append(now)
-            _prune(windows.messages, now - self._retention((int(ScopeKind.STRATEGY), strategy_id)))
+            self._record_message(self._windows(self._strategy_windows, strategy_id), (int(_STRATEGY), strategy_id), now)
         if symbol is not None:
-            windows = self._symbol_windows.get(symbol)
-            if windows is None:
-                windows = self._symbol_windows[symbol] = _Windows()
-            windows.messages.append(now)
-            _prune(windows.messages, now - self._retention((int(ScopeKind.INSTRUMENT), symbol)))
+            self._record_message(self._windows(self._symbol_windows, symbol), (int(_INSTRUMENT), symbol), now)
 
-    def _retention(self, key: tuple[int, str]) -> int:
+    def _record_message(self, windows: _Windows, key: tuple[int, str], now: int) -> None:
         limits = self._limits.get(key)
+        retention = DEFAULT_RATE_RETENTION_NS
         if limits is not None and limits.rate_window_ns is not None:
-            return limits.rate_window_ns
-        return DEFAULT_RATE_RETENTION_NS
+            retention = limits.rate_window_ns
+        windows.messages.append(now)
+        _prune(windows.messages, now - retention)
 
     def _record_duplicate(self, key: tuple[str, str, int, int, int], now: int) -> None:
-        self._dup_last[key] = now
-        order = self._dup_order
-        order.append((now, key))
-        horizon = now - self._dup_retention_ns
         last = self._dup_last
-        while order and order[0][0] <= horizon:
-            ts, old = order.popleft()
+        last[key] = now
+        sends = self._dup_order
+        sends.append((now, key))
+        horizon = now - self._dup_retention_ns
+        while sends[0][0] <= horizon:
+            ts, old = sends.popleft()
             if last.get(old) == ts:
                 del last[old]
 
@@ -771,6 +788,7 @@ class RiskGate:
         self._firm_windows = windows(data["firm_windows"])
         self._strategy_windows = {name: windows(w) for name, w in data["strategy_windows"]}
         self._symbol_windows = {name: windows(w) for name, w in data["symbol_windows"]}
+        self._resolved.clear()  # compiled limits hold the window objects just replaced
         self._dup_order = deque()
         self._dup_last = {}
         for ts, (strategy_id, symbol, side, price, quantity) in data["duplicates"]:
@@ -781,7 +799,7 @@ class RiskGate:
         self.denials = dict(data["denials"])
 
 
-# Internal marker: `_evaluate` returns it for a pass so the hot path needs no second branch; never escapes `check`.
+# `_evaluate` returns this for a pass so the hot path has one return type; it never leaves the gate.
 _PASS = Denial("", "")
 
 __all__ = ["DEFAULT_RATE_RETENTION_NS", "Denial", "RiskCode", "RiskError", "RiskGate"]

@@ -149,27 +149,31 @@ class TradingStates:
         "_entries",
         "_last_heartbeat_ns",
         "_latches",
-        "_non_active",
         "_portfolio",
         "_reject_windows",
         "_strategy",
         "_symbol",
+        "counts_orders",
         "firm_state",
+        "non_active",
     )
 
     def __init__(self, clock: Any, *, portfolio: _PnlSource | None = None) -> None:
         self._clock = clock
         self._portfolio = portfolio
         # Every scope that is not ACTIVE, by key; absent = ACTIVE. The two per-name dicts mirror it for the
-        # hot path (`state_for` runs on every order) and `firm_state` is a plain attribute for the same reason.
+        # hot path (`state_for` runs on every order), and `firm_state` and `non_active` (how many scopes are not
+        # ACTIVE: 0 lets the risk gate skip the state lookups) are plain attributes for the same reason. Read-only
+        # outside this class.
         self._entries: dict[tuple[int, str], _Entry] = {}
         self._strategy: dict[str, TradingState] = {}
         self._symbol: dict[str, TradingState] = {}
-        self._non_active = 0
+        self.non_active = 0
         self.firm_state: TradingState = ACTIVE
         self._configs: dict[tuple[int, str], TriggerConfig] = {}
         self._latches: dict[tuple[tuple[int, str], str], _Latch] = {}
         self._reject_windows: dict[tuple[int, str], _RejectWindow] = {}
+        self.counts_orders = False  # any reject-rate trigger configured: the gate reports sends only then
         self._last_heartbeat_ns: int | None = None
 
     def attach_portfolio(self, portfolio: _PnlSource) -> None:
@@ -185,7 +189,7 @@ class TradingStates:
     def state_for(self, strategy_id: str, symbol: str) -> TradingState:
         """The most restrictive of the firm's, the strategy's and the instrument's states (enum values are
         ordered by restriction)."""
-        if not self._non_active:
+        if not self.non_active:
             return ACTIVE
         return max(self.firm_state, self._strategy.get(strategy_id, ACTIVE), self._symbol.get(symbol, ACTIVE))
 
@@ -197,7 +201,7 @@ class TradingStates:
 
     @property
     def all_active(self) -> bool:
-        return not self._non_active
+        return not self.non_active
 
     def scope_states(self) -> tuple[ScopeTradingState, ...]:
         """Every non-ACTIVE scope, sorted, for `StateSnapshot.trading_states`."""
@@ -272,10 +276,10 @@ class TradingStates:
         )
         if target is ACTIVE:
             del self._entries[key]
-            self._non_active -= 1
+            self.non_active -= 1
         else:
             if entry is None:
-                self._non_active += 1
+                self.non_active += 1
             self._entries[key] = _Entry(target, operator, reason, code, self._clock.now())
         kind, name = key
         if kind == ScopeKind.FIRM:
@@ -297,6 +301,7 @@ class TradingStates:
         if config is None:
             self._configs.pop(key, None)
             self._reject_windows.pop(key, None)
+            self.counts_orders = bool(self._reject_windows)
             return
         if config.heartbeat_timeout_ns is not None and scope.kind != ScopeKind.FIRM:
             raise TradingStateError(StateCode.BAD_TRIGGER_CONFIG, "the heartbeat trigger applies to the FIRM only")
@@ -311,6 +316,7 @@ class TradingStates:
             self._reject_windows.setdefault(key, _RejectWindow())
         else:
             self._reject_windows.pop(key, None)
+        self.counts_orders = bool(self._reject_windows)
         if config.heartbeat_timeout_ns is not None:
             # The dead-man clock starts when it is armed, not at the epoch: arming it must not trip it.
             now = self._clock.now()
@@ -481,13 +487,13 @@ class TradingStates:
         self._entries.clear()
         self._strategy.clear()
         self._symbol.clear()
-        self._non_active = 0
+        self.non_active = 0
         self.firm_state = ACTIVE
         for kind, name, value, operator, reason, code, since_ns in data["states"]:
             key = (kind, name)
             state = TradingState(value)
             self._entries[key] = _Entry(state, operator, reason, code, since_ns)
-            self._non_active += 1
+            self.non_active += 1
             if kind == ScopeKind.FIRM:
                 self.firm_state = state
             elif kind == ScopeKind.STRATEGY:
@@ -502,4 +508,5 @@ class TradingStates:
             window.orders.extend(orders)
             window.rejects.extend(rejects)
             self._reject_windows[(kind, name)] = window
+        self.counts_orders = bool(self._reject_windows)
         self._last_heartbeat_ns = data["last_heartbeat_ns"]
