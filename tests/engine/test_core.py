@@ -1,0 +1,386 @@
+"""The engine core: one reply per command, the order gate, the kill switch, strategies, events, state hash."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import recovery_session as rs
+
+from engine.clock import FakeClock
+from engine.config import EngineConfig, StrategyConfig
+from engine.core import Engine, replay_events_from_journal
+from engine.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
+from engine.gateway import InProcessGateway
+from engine.journal import FsyncPolicy, Journal, RecordKind, read_journal
+from engine.protocol import (
+    BookDeltas,
+    BookSnapshot,
+    CancelAllOrders,
+    CancelOrder,
+    Codec,
+    CommandAccepted,
+    CommandRejected,
+    HaltTrading,
+    Heartbeat,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderFilled,
+    OrderSubmitted,
+    PositionChanged,
+    ReduceTrading,
+    ReplaceOrder,
+    ReplayBatch,
+    RequestReplay,
+    RequestStateSnapshot,
+    ResumeTrading,
+    RiskLimits,
+    RollbackStrategyParams,
+    Scope,
+    SetLimits,
+    StartStrategy,
+    StateSnapshot,
+    StopStrategy,
+    SubmitOrder,
+    TradingStateChanged,
+    UpdateStrategyParams,
+    VenuePlaceOrder,
+)
+from engine.venue import Venue
+
+SYMBOL = rs.SYMBOL
+START = rs.START_NS
+
+
+class Harness:
+    def __init__(self, tmp_path=None, *, ring: int = 100_000, autostart: bool = False) -> None:
+        self.clock = FakeClock(START)
+        self.venue = Venue([SYMBOL], clock=self.clock.now)
+        self.gateway = InProcessGateway(self.venue, "MM1")
+        self.journal = None
+        if tmp_path is not None:
+            self.journal = Journal(tmp_path / "j", Codec(rs.INSTRUMENTS), policy=FsyncPolicy.NEVER)
+        self.config = EngineConfig(
+            account="MM1",
+            strategies=(StrategyConfig(strategy_id="as1", symbol=SYMBOL, params=rs.AS_PARAMS, autostart=autostart),),
+            replay_ring_size=ring,
+        )
+        self.engine = Engine(self.config, self.clock, rs.INSTRUMENTS, self.gateway, self.journal)
+        self.n = 0
+
+    def cmd(self, kind, **fields):
+        self.n += 1
+        self.clock.advance(1_000)
+        return self.engine.handle_command(kind(command_id=f"k{self.n}", operator="bob", ts=self.clock.now(), **fields))
+
+    def pump(self) -> None:
+        inbox = self.gateway.inbox
+        while inbox:
+            rs.deliver(self.engine, inbox.popleft())
+
+    def liquidity(self, side: Side, price: int, lots: int, cid: str) -> None:
+        """Another participant's resting order; its market data reaches the engine."""
+        msgs = self.venue.handle(
+            VenuePlaceOrder(
+                client_order_id=cid,
+                account="LP",
+                symbol=SYMBOL,
+                side=side,
+                order_type=OrderType.LIMIT,
+                time_in_force=TimeInForce.GTC,
+                price=price,
+                quantity=lots,
+            )
+        )
+        self.gateway.deliver(msgs)
+        self.pump()
+
+    def market(self) -> None:
+        self.liquidity(Side.BUY, 9_990, 5, "lp-b")
+        self.liquidity(Side.SELL, 10_010, 5, "lp-a")
+
+    def events(self, kind=None) -> list:
+        out = [e.event for e in self.engine.outbox]
+        return out if kind is None else [e for e in out if type(e) is kind]
+
+
+def _submit(h: Harness, cid: str, side: Side, price: str, qty: str, *, strategy_id: str = "manual"):
+    return h.cmd(
+        SubmitOrder,
+        strategy_id=strategy_id,
+        client_order_id=cid,
+        symbol=SYMBOL,
+        side=side,
+        order_type=OrderType.LIMIT,
+        time_in_force=TimeInForce.GTC,
+        price=Decimal(price),
+        quantity=Decimal(qty),
+    )
+
+
+COMMANDS = [
+    (SetLimits, {"scope": Scope.firm(), "limits": RiskLimits(max_open_orders=5)}, CommandAccepted),
+    (HaltTrading, {"scope": Scope.firm(), "reason": "r"}, CommandAccepted),
+    (ReduceTrading, {"scope": Scope.strategy("as1"), "reason": "r"}, CommandAccepted),
+    (ResumeTrading, {"scope": Scope.firm(), "reason": "r"}, CommandAccepted),
+    (StartStrategy, {"strategy_id": "as1"}, CommandAccepted),
+    (StartStrategy, {"strategy_id": "nope"}, CommandRejected),
+    (StopStrategy, {"strategy_id": "as1"}, CommandRejected),  # not running
+    (UpdateStrategyParams, {"strategy_id": "as1", "params": {"gamma": Decimal("0.2")}}, CommandAccepted),
+    (UpdateStrategyParams, {"strategy_id": "as1", "params": {"gamma": Decimal("-1")}}, CommandRejected),
+    (RollbackStrategyParams, {"strategy_id": "as1", "version": 1}, CommandAccepted),
+    (RollbackStrategyParams, {"strategy_id": "as1", "version": 9}, CommandRejected),
+    (Heartbeat, {}, CommandAccepted),
+    (CancelAllOrders, {"scope": Scope.firm()}, CommandAccepted),
+    (CancelOrder, {"client_order_id": "missing", "symbol": SYMBOL}, CommandRejected),
+    (
+        ReplaceOrder,
+        {
+            "client_order_id": "r2",
+            "orig_client_order_id": "missing",
+            "symbol": SYMBOL,
+            "price": Decimal("1"),
+            "quantity": Decimal("0.001"),
+        },
+        CommandRejected,
+    ),
+    (RequestStateSnapshot, {}, StateSnapshot),
+    (RequestReplay, {"from_seq": 1}, ReplayBatch),
+]
+
+
+@pytest.mark.parametrize(("kind", "fields", "reply_type"), COMMANDS, ids=lambda v: getattr(v, "__name__", ""))
+def test_every_console_command_gets_exactly_one_reply_of_the_expected_kind(kind, fields, reply_type):
+    h = Harness()
+
+    reply = h.cmd(kind, **fields)
+
+    assert type(reply) is reply_type
+    assert reply.command_id == f"k{h.n}"
+
+
+def test_a_repeated_command_id_returns_the_first_reply_and_changes_nothing(tmp_path):
+    h = Harness(tmp_path)
+    first = h.engine.handle_command(
+        SetLimits(command_id="same", operator="bob", ts=1, scope=Scope.firm(), limits=RiskLimits(max_open_orders=3))
+    )
+    h.engine.drain()
+    before = (h.engine.state_hash(), h.journal.last_seq)
+
+    again = h.engine.handle_command(
+        SetLimits(command_id="same", operator="bob", ts=2, scope=Scope.firm(), limits=RiskLimits(max_open_orders=9))
+    )
+
+    assert again is first
+    assert (h.engine.state_hash(), h.journal.last_seq) == before
+    assert h.engine.outbox == []
+
+
+def test_a_manual_order_the_risk_gate_refuses_is_a_denied_event_and_leaves_no_order_and_sends_nothing():
+    h = Harness()
+    h.cmd(SetLimits, scope=Scope.firm(), limits=RiskLimits(max_order_quantity=Decimal("0.005")))
+
+    reply = _submit(h, "m1", Side.BUY, "99.00", "0.006")
+
+    assert type(reply) is CommandRejected
+    assert reply.code == "RISK_MAX_ORDER_QTY"
+    [denied] = h.events(OrderDenied)
+    assert (denied.client_order_id, denied.code, denied.command_id) == ("m1", "RISK_MAX_ORDER_QTY", reply.command_id)
+    assert h.engine.oms.get("m1") is None
+    assert h.gateway.sent == 0
+
+
+def test_a_manual_order_at_the_limit_is_registered_sent_and_acknowledged():
+    h = Harness()
+    h.cmd(SetLimits, scope=Scope.firm(), limits=RiskLimits(max_order_quantity=Decimal("0.005")))
+
+    reply = _submit(h, "m1", Side.BUY, "99.00", "0.005")
+    h.pump()
+
+    assert type(reply) is CommandAccepted
+    assert reply.client_order_id == "m1"
+    assert [type(e) for e in h.events() if type(e) in (OrderSubmitted, OrderAccepted)] == [
+        OrderSubmitted,
+        OrderAccepted,
+    ]
+    assert h.engine.oms.get("m1").status == OrderStatus.NEW
+    assert h.venue.open_order("MM1", "m1") is not None
+
+
+def test_halting_a_strategy_cancels_its_working_orders_at_once_and_leaves_others():
+    h = Harness()
+    _submit(h, "a1", Side.BUY, "99.00", "0.001", strategy_id="alpha")
+    _submit(h, "a2", Side.SELL, "101.00", "0.001", strategy_id="alpha")
+    _submit(h, "b1", Side.BUY, "98.00", "0.001", strategy_id="beta")
+    h.pump()
+    h.engine.drain()
+
+    reply = h.cmd(HaltTrading, scope=Scope.strategy("alpha"), reason="runaway")
+    h.pump()
+
+    assert reply.trading_state == TradingState.HALTED
+    assert type(h.events()[0]) is TradingStateChanged
+    assert sorted(e.client_order_id for e in h.events(OrderCanceled)) == ["a1", "a2"]
+    assert [o.client_order_id for o in h.venue.open_orders("MM1")] == ["b1"]
+
+
+def test_a_halted_scope_denies_new_orders_but_allows_cancels_and_latches_until_resumed():
+    h = Harness()
+    _submit(h, "b1", Side.BUY, "98.00", "0.001", strategy_id="beta")
+    h.pump()
+    h.cmd(HaltTrading, scope=Scope.strategy("alpha"), reason="runaway")
+
+    denied = _submit(h, "a3", Side.BUY, "99.00", "0.001", strategy_id="alpha")
+    canceled = h.cmd(CancelOrder, client_order_id="b1", symbol=SYMBOL)
+    h.cmd(Heartbeat)
+    still = h.engine.trading_states.state(Scope.strategy("alpha"))
+    h.cmd(ResumeTrading, scope=Scope.strategy("alpha"), reason="checked")
+    allowed = _submit(h, "a4", Side.BUY, "99.00", "0.001", strategy_id="alpha")
+
+    assert (type(denied), denied.code) == (CommandRejected, "STATE_HALTED")
+    assert type(canceled) is CommandAccepted
+    assert still == TradingState.HALTED
+    assert type(allowed) is CommandAccepted
+
+
+def test_a_running_strategy_quotes_both_sides_on_a_book_update_through_the_gate():
+    h = Harness(autostart=True)
+
+    h.market()
+
+    submitted = h.events(OrderSubmitted)
+    assert sorted(e.side for e in submitted) == [Side.SELL, Side.BUY]
+    assert all(e.strategy_id == "as1" for e in submitted)
+    bid = next(e for e in submitted if e.side == Side.BUY)
+    ask = next(e for e in submitted if e.side == Side.SELL)
+    assert 9_990 <= bid.price < ask.price <= 10_010
+    assert len(h.venue.open_orders("MM1")) == 2
+
+
+def test_a_fill_moves_the_position_and_the_strategy_requotes_around_its_inventory():
+    h = Harness(autostart=True)
+    h.market()
+    ask = next(o for o in h.venue.open_orders("MM1") if o.side == Side.SELL)
+    h.engine.drain()
+
+    h.liquidity(Side.BUY, ask.price, 2, "taker")  # lifts our ask
+
+    fills = h.events(OrderFilled)
+    assert [(f.side, f.last_quantity) for f in fills] == [(Side.SELL, 2)]
+    [position] = h.events(PositionChanged)
+    assert position.quantity == -2
+    assert h.engine.portfolio.position("as1", SYMBOL) == -2
+    assert h.engine.strategy("as1").position == -2
+
+
+def test_event_sequence_numbers_are_contiguous_from_one_across_inputs():
+    h = Harness(autostart=True)
+    h.market()
+    _submit(h, "m1", Side.BUY, "99.00", "0.001")
+    h.cmd(HaltTrading, scope=Scope.firm(), reason="r")
+    h.pump()
+
+    seqs = [e.seq for e in h.engine.drain()]
+
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert h.engine.seq == len(seqs)
+
+
+def test_every_input_is_in_the_journal_in_order_and_read_only_commands_are_not(tmp_path):
+    h = Harness(tmp_path)
+    h.market()
+    h.cmd(Heartbeat)
+    h.cmd(RequestStateSnapshot)
+    h.engine.on_timer(h.clock.now() + 5)
+
+    kinds = [r.kind for r in read_journal(tmp_path / "j", Codec(rs.INSTRUMENTS))]
+
+    assert kinds == [RecordKind.START, RecordKind.MARKET_DATA, RecordKind.MARKET_DATA, RecordKind.COMMAND, 4]
+    assert h.engine.journal_seq == 5
+
+
+def test_equal_inputs_give_equal_state_hashes_and_a_change_changes_it():
+    a, b = Harness(autostart=True), Harness(autostart=True)
+    for h in (a, b):
+        h.market()
+
+    same = a.engine.state_hash() == b.engine.state_hash()
+    a.cmd(SetLimits, scope=Scope.firm(), limits=RiskLimits(max_open_orders=7))
+
+    assert same
+    assert a.engine.state_hash() != b.engine.state_hash()
+
+
+def test_a_state_snapshot_lists_working_orders_limits_and_strategies_at_the_current_seq():
+    h = Harness()
+    h.cmd(SetLimits, scope=Scope.firm(), limits=RiskLimits(max_open_orders=7))
+    _submit(h, "m1", Side.BUY, "99.00", "0.002")
+    h.pump()
+
+    snap = h.cmd(RequestStateSnapshot)
+
+    assert snap.seq == h.engine.seq
+    assert [o.client_order_id for o in snap.orders] == ["m1"]
+    assert snap.limits[0].limits.max_open_orders == 7
+    assert [s.strategy_id for s in snap.strategies] == ["as1"]
+
+
+def test_request_replay_answers_from_the_ring_and_refuses_what_fell_out_of_it():
+    h = Harness(ring=3)
+    h.market()
+    _submit(h, "m1", Side.BUY, "99.00", "0.002")
+    h.pump()
+    last = h.engine.seq
+
+    recent = h.cmd(RequestReplay, from_seq=last - 1)
+    too_old = h.cmd(RequestReplay, from_seq=1)
+
+    assert [e.seq for e in recent.events] == [last - 1, last]
+    assert (type(too_old), too_old.code) == (CommandRejected, "JOURNAL_REPLAY_UNAVAILABLE")
+
+
+def test_events_older_than_the_ring_can_be_regenerated_from_the_journal(tmp_path):
+    h = Harness(tmp_path, autostart=True)
+    h.market()
+    _submit(h, "m1", Side.BUY, "99.00", "0.002")
+    h.pump()
+    published = h.engine.drain()
+
+    regenerated = replay_events_from_journal(h.config, rs.INSTRUMENTS, tmp_path / "j", 2)
+
+    assert regenerated == [e for e in published if e.seq >= 2]
+
+
+def test_a_market_data_gap_asks_the_venue_for_a_snapshot_and_no_quote_is_made_off_the_stale_book():
+    h = Harness(autostart=True)
+    h.market()
+    h.engine.drain()
+    lost, later = (
+        next(m for m in h.venue.handle(_lp_order(side, price, cid)) if type(m) is BookDeltas)
+        for side, price, cid in ((Side.BUY, 9_995, "lp-x"), (Side.SELL, 10_005, "lp-y"))
+    )
+
+    h.engine.handle_market_data(later)  # `lost` never arrives: a gap
+    quotes_while_stale = h.events(OrderSubmitted)
+    request = h.gateway.inbox[-1]
+    h.pump()
+
+    assert lost.seq + 1 == later.seq
+    assert quotes_while_stale == []
+    assert type(request) is BookSnapshot
+    book = h.engine.book(SYMBOL)
+    assert (book.size_at(Side.BUY, 9_995), book.size_at(Side.SELL, 10_005)) == (3, 3)
+
+
+def _lp_order(side: Side, price: int, cid: str) -> VenuePlaceOrder:
+    return VenuePlaceOrder(
+        client_order_id=cid,
+        account="LP",
+        symbol=SYMBOL,
+        side=side,
+        order_type=OrderType.LIMIT,
+        time_in_force=TimeInForce.GTC,
+        price=price,
+        quantity=3,
+    )
