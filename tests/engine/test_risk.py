@@ -414,6 +414,49 @@ def test_firm_and_instrument_positions_count_every_strategy_but_a_strategy_count
     assert "firm" in firm_denied.reason
 
 
+def test_firm_exposure_counts_positions_in_other_symbols_at_their_marks_and_a_strategy_only_its_own():
+    desk = Desk()
+    # ETHUSDT: tick 0.01, lot 0.001; 1000 lots at 10000 ticks = 1.0 at 100.00 = 100.
+    desk.fill(strategy="mm-2", symbol=OTHER_SYM, side=BUY, price=10_000, qty=1000)
+    desk.fill(strategy="mm-1", side=BUY, price=REF, qty=1000)
+    desk.gate.set_limits(Scope.firm(), limits(max_gross_exposure="300"))
+    desk.gate.set_limits(Scope.strategy("mm-1"), limits(max_gross_exposure="250"))
+
+    # Firm: 100 ETH + 100 BTC + 100 working = 300. Strategy mm-1: 200 (mm-2's ETH is not its own, else 300 > 250).
+    firm_at_limit = desk.submit(strategy="mm-1", qty=1000)
+    firm_past = desk.submit(strategy="mm-3", qty=1)
+
+    assert firm_at_limit is None
+    assert code(firm_past) == "RISK_MAX_GROSS_EXPOSURE"
+    assert "firm" in firm_past.reason
+
+
+def test_a_mark_move_in_another_symbol_moves_the_firm_exposure():
+    desk = Desk()
+    desk.fill(symbol=OTHER_SYM, side=SELL, price=10_000, qty=1000)  # short 100
+    desk.gate.set_limits(Scope.firm(), limits(max_net_exposure="0"))
+    assert desk.submit(qty=1000) is None  # net -100 + 100 = 0
+
+    desk.portfolio.mark(OTHER_SYM, 2 * 9_999)  # the short is now worth -99.99
+    denied = desk.submit(qty=1, price=REF - 1)
+
+    assert code(denied) == "RISK_MAX_NET_EXPOSURE"
+
+
+def test_a_message_reported_without_scope_counts_for_the_firm_only():
+    desk = Desk()
+    desk.gate.set_limits(Scope.strategy("mm-1"), limits(max_messages_per_window=1, rate_window_ns=SECOND))
+    desk.gate.set_limits(Scope.firm(), limits(max_messages_per_window=2, rate_window_ns=SECOND))
+    desk.gate.on_message_sent(desk.clock.now())
+
+    strategy_ok = desk.submit()
+    firm_full = desk.submit(strategy="mm-2")
+
+    assert strategy_ok is None
+    assert code(firm_full) == "RISK_MESSAGE_RATE"
+    assert "firm" in firm_full.reason
+
+
 def test_a_reducing_order_passes_a_position_limit_already_exceeded():
     desk = Desk()
     desk.fill(side=BUY, price=REF, qty=3000)
