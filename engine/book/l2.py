@@ -167,7 +167,9 @@ class L2Book(PriceLevels):
                     self.best_bid = price
                     self.best_bid_size = size
             elif size == 0:
-                if bids.pop(price, 0):
+                # `in` + `del` costs fewer instructions than `dict.pop(price, 0)` on CPython 3.11.
+                if price in bids:
+                    del bids[price]
                     if price == self.best_bid:
                         self._next_best_bid()
                 elif price < 0:
@@ -192,7 +194,8 @@ class L2Book(PriceLevels):
                     self.best_ask = price
                     self.best_ask_size = size
             elif size == 0:
-                if asks.pop(price, 0):
+                if price in asks:
+                    del asks[price]
                     if price == self.best_ask:
                         self._next_best_ask()
                 elif price < 0:
@@ -203,13 +206,68 @@ class L2Book(PriceLevels):
             raise bad_side(side)
 
     def apply_deltas(self, deltas: Iterable[tuple[int, int, int]]) -> None:
-        """`apply` each (side, price, size) in order (e.g. `BookDeltas.deltas`), saving a call per delta.
+        """`apply` each (side, price, size) in order (e.g. `BookDeltas.deltas`).
 
-        Stops at the first bad delta with a BookError; the deltas before it stay applied.
+        Stops at the first bad delta with a BookError; the deltas before it stay applied. The loop repeats
+        `apply`'s body instead of calling it: on CPython the call costs about as much as the update itself, so a
+        batch takes about half the instructions per delta. Keep the two bodies identical (the tests run both).
         """
-        apply = self.apply
+        bids, asks = self._bids, self._asks
         for side, price, size in deltas:
-            apply(side, price, size)
+            if side == 1:
+                if size > 0:
+                    if price not in bids:
+                        # A new level: the only place a price enters the book, so the only place it is validated.
+                        if price < 0:
+                            raise bad_price(price)
+                        heap = self._bid_heap
+                        if len(heap) >= self._bid_heap_cap:
+                            # Rebuilt before the push: the new price is not in the dict yet, so a rebuild after
+                            # it would drop it from the heap.
+                            heap = self._rebuild_bid_heap()
+                        heappush(heap, -price)
+                    bids[price] = size
+                    best = self.best_bid
+                    if best is None or price >= best:
+                        self.best_bid = price
+                        self.best_bid_size = size
+                elif size == 0:
+                    # `in` + `del` costs fewer instructions than `dict.pop(price, 0)` on CPython 3.11.
+                    if price in bids:
+                        del bids[price]
+                        if price == self.best_bid:
+                            self._next_best_bid()
+                    elif price < 0:
+                        raise bad_price(price)
+                else:
+                    raise bad_price(price) if price < 0 else bad_level_size(size)
+            elif side == -1:
+                if size > 0:
+                    if price not in asks:
+                        if price < 0:
+                            raise bad_price(price)
+                        heap = self._ask_heap
+                        if len(heap) >= self._ask_heap_cap:
+                            # Rebuilt before the push: the new price is not in the dict yet, so a rebuild after
+                            # it would drop it from the heap.
+                            heap = self._rebuild_ask_heap()
+                        heappush(heap, price)
+                    asks[price] = size
+                    best = self.best_ask
+                    if best is None or price <= best:
+                        self.best_ask = price
+                        self.best_ask_size = size
+                elif size == 0:
+                    if price in asks:
+                        del asks[price]
+                        if price == self.best_ask:
+                            self._next_best_ask()
+                    elif price < 0:
+                        raise bad_price(price)
+                else:
+                    raise bad_price(price) if price < 0 else bad_level_size(size)
+            else:
+                raise bad_side(side)
 
     def load_snapshot(self, bids: Iterable[tuple[int, int]], asks: Iterable[tuple[int, int]]) -> None:
         """Replace the whole book with these levels (iterables of (price, size); size 0 means no level)."""

@@ -402,25 +402,27 @@ def binance_messages() -> Iterator[tuple[str, list, list]]:
 @pytest.mark.slow
 @pytest.mark.skipif(not BINANCE_DEPTH.exists(), reason=f"shared market data not found at {BINANCE_DEPTH}")
 def test_binance_depth_stream_gives_the_same_book_in_the_fast_book_and_the_reference():
-    fast, reference = L2Book("BTCUSDT"), ReferenceL2Book("BTCUSDT")
+    # The fast book is fed both ways: update by update, and a message at a time through apply_deltas.
+    fast, batched, reference = L2Book("BTCUSDT"), L2Book("BTCUSDT"), ReferenceL2Book("BTCUSDT")
     messages = 0
 
     for kind, bids, asks in binance_messages():
         if kind == "snapshot":
-            fast.load_snapshot(bids, asks)
-            reference.load_snapshot(bids, asks)
+            for book in (fast, batched, reference):
+                book.load_snapshot(bids, asks)
         else:
             deltas = [(BUY, p, s) for p, s in bids] + [(SELL, p, s) for p, s in asks]
             for side, price, size in deltas:
                 fast.apply(side, price, size)
+            batched.apply_deltas(deltas)
             reference.apply_deltas(deltas)
         messages += 1
-        tops = [(b.best_bid, b.best_bid_size, b.best_ask, b.best_ask_size) for b in (fast, reference)]
-        assert tops[0] == tops[1], f"top of book differs after message {messages}"
+        tops = [(b.best_bid, b.best_bid_size, b.best_ask, b.best_ask_size) for b in (fast, batched, reference)]
+        assert tops[0] == tops[1] == tops[2], f"top of book differs after message {messages}"
         if messages % 500 == 0:
-            assert fast.depth(50) == reference.depth(50)
+            assert fast.depth(50) == batched.depth(50) == reference.depth(50)
 
     assert messages > 6000
-    assert state(fast) == state(reference)
+    assert state(fast) == state(batched) == state(reference)
     assert fast.best_bid is not None and fast.best_ask is not None
     assert not fast.is_crossed()

@@ -60,7 +60,9 @@ LEVELS = st.lists(st.tuples(ANY_PRICE, st.integers(min_value=-1, max_value=5)), 
 L2_OPS = weighted(
     (12, st.tuples(st.just("apply"), SIDES, PRICES, LEVEL_SIZE)),
     (2, st.tuples(st.just("apply"), ANY_SIDE, ANY_PRICE, LEVEL_SIZE)),
-    (2, st.tuples(st.just("deltas"), st.lists(st.tuples(ANY_SIDE, PRICES, LEVEL_SIZE), max_size=5))),
+    # `apply_deltas` repeats `apply`'s body in the fast book, so it gets as many (and as bad) updates.
+    (4, st.tuples(st.just("deltas"), st.lists(st.tuples(SIDES, PRICES, LEVEL_SIZE), max_size=8))),
+    (2, st.tuples(st.just("deltas"), st.lists(st.tuples(ANY_SIDE, ANY_PRICE, LEVEL_SIZE), max_size=5))),
     (1, st.tuples(st.just("snapshot"), LEVELS, LEVELS)),
     (1, st.tuples(st.just("clear"))),
 )
