@@ -23,10 +23,12 @@ _HEAP_SLACK = 64
 
 
 class PriceLevels:
-    """Price -> total size per side, the best prices as attributes, and the reads both books share.
+    """Price -> level per side, the best prices as attributes, the heaps, and the reads both books share.
 
     Subclasses write `_bids` / `_asks` and keep the best_* attributes current; when a write deletes the best
     level they call `_next_best_bid` / `_next_best_ask`, and when they add a level they push it on the heap.
+    Here a level is its total size; a subclass that keeps a richer level (L3Book) overrides the reads that
+    look inside it: `_next_best_*`, `depth` and `size_at`.
     """
 
     __slots__ = (
