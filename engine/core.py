@@ -205,7 +205,7 @@ class Engine:
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
         self.codec = Codec(instruments)
         self.outbox: list[EventEnvelope] = []
-        self._ring: deque[EventEnvelope] = deque(maxlen=config.replay_ring_size or None)
+        self._ring: deque[EventEnvelope] = deque(maxlen=config.replay_ring_size)  # 0 keeps none (backtests)
         self._replaying = False
         self._since_snapshot = 0
         self._engine_id = config.engine_id
