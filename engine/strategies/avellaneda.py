@@ -30,7 +30,13 @@ from msgspec import Meta
 from engine.enums import Side
 from engine.strategies.base import Quotes, Strategy
 from engine.strategies.estimators import EwmaVolatility, IntensityEstimator
-from engine.strategies.signals import TradeFlowImbalance, book_imbalance, microprice_offset
+from engine.strategies.signals import (
+    TradeFlowImbalance,
+    book_imbalance,
+    market_top,
+    own_levels,
+    top_microprice_offset,
+)
 
 _EPS = 1e-9  # ticks: float noise tolerance before floor/ceil
 _MAX_LOTS = 2**63 - 1
@@ -238,9 +244,18 @@ class AvellanedaStoikov(Strategy):
     def on_start(self, now: int) -> None:
         self._start_ns = now
 
-    def on_book(self, book, now: int) -> Quotes | None:
-        bid = book.best_bid
-        ask = book.best_ask
+    def on_book(self, book, now: int, own=None) -> Quotes | None:
+        """Quotes for this book. `own`: this strategy's working orders, subtracted from the book first (see
+        `signals.market_top`); without it the strategy would read its own quotes back as the market."""
+        if own:
+            own_sides = own_levels(own)
+            bid, bid_size, ask, ask_size = market_top(book, *own_sides)
+        else:
+            own_sides = None
+            bid = book.best_bid
+            ask = book.best_ask
+            bid_size = book.best_bid_size
+            ask_size = book.best_ask_size
         if bid is None or ask is None:
             return None  # no mid, no model: keep what rests (the risk gate's collar still guards it)
         mid = (bid + ask) * 0.5
@@ -256,9 +271,13 @@ class AvellanedaStoikov(Strategy):
         if signal is Signal.NONE:
             skew = 0.0
         elif signal is Signal.MICROPRICE:
-            skew = self._coefficient * microprice_offset(book)
+            skew = self._coefficient * top_microprice_offset(bid, bid_size, ask, ask_size)
         elif signal is Signal.BOOK_IMBALANCE:
-            skew = self._coefficient * book_imbalance(book, self._levels)
+            if self._levels == 1:
+                total = bid_size + ask_size
+                skew = self._coefficient * (bid_size - ask_size) / total if total else 0.0
+            else:
+                skew = self._coefficient * book_imbalance(book, self._levels, own_sides)
         else:
             skew = self._coefficient * self._flow.value(now)
         self._skew = skew

@@ -111,8 +111,11 @@ class Strategy:
     def on_start(self, now: int) -> None:
         """Called when the strategy starts (after the state changes to RUNNING)."""
 
-    def on_book(self, book, now: int) -> Quotes | None:
-        """The book changed; return the quotes wanted now, or None for no opinion (keep what rests)."""
+    def on_book(self, book, now: int, own=None) -> Quotes | None:
+        """The book changed; return the quotes wanted now, or None for no opinion (keep what rests).
+
+        `own` is this strategy's working orders (`Oms.working_orders(strategy_id=..., symbol=...)`), which the
+        model must not mistake for the market: pass them whenever the book can contain them."""
         return None
 
     def on_trade(self, price: int, quantity: int, aggressor: Side, now: int) -> None:

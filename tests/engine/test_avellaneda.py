@@ -3,6 +3,7 @@
 import math
 import random
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
@@ -369,3 +370,18 @@ def test_an_unrelated_parameter_change_keeps_the_online_intensity_estimate():
     assert estimated != (140.0, 1.5)
     assert kept == estimated
     assert mm.intensity == (140.0, 1.5)
+
+
+def test_own_working_orders_are_not_mistaken_for_the_market():
+    # Market 9990 / 10010 plus our own bid of 2 lots alone at 9995: the market mid is still 10000.
+    # gamma = 0.01, T - t = 50, q = 0: spread/2 = 1 + 0.6644543 -> floor(9998.34) / ceil(10001.66).
+    market = book(9990, 10010)
+    market.apply(Side.BUY, 9995, 2)
+    ours = SimpleNamespace(side=Side.BUY, price=9995, leaves_quantity=2, cum_quantity=0, pending_price=0)
+    mm = strategy(0, gamma=Decimal("0.01"), sigma=Decimal(2))
+
+    blind = mm.on_book(market, 10 * SECOND)
+    told = mm.on_book(market, 10 * SECOND, [ours])
+
+    assert blind == Quotes(10000, 1, 10005, 1)  # around (9995 + 10010) / 2 = 10002.5: 10000.84 / 10004.16
+    assert told == Quotes(9998, 1, 10002, 1)

@@ -1,14 +1,21 @@
 """The quote manager: desired quotes vs working orders -> the fewest new / cancel / replace actions."""
 
+from decimal import Decimal
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.book import L2Book
+from engine.clock import FakeClock
 from engine.enums import OrderStatus, OrderType, Side, TimeInForce
-from engine.oms import Order
-from engine.strategies import Cancel, New, QuoteManager, Quotes, Replace
+from engine.oms import Oms, Order
+from engine.protocol import BookDeltas, ExecutionReport, OrderFilled
+from engine.strategies import AvellanedaStoikov, Cancel, New, QuoteManager, Quotes, Replace
+from engine.venue import Venue
 
 BUY, SELL = Side.BUY, Side.SELL
+SECOND = 1_000_000_000
 NEW_, PARTIAL = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED
 
 
@@ -262,3 +269,135 @@ def test_once_the_venue_has_answered_everything_reconcile_converges_to_one_order
     assert len(asks) == (1 if desired.ask_quantity else 0)
     for o, price in [(b, desired.bid_price) for b in bids] + [(a, desired.ask_price) for a in asks]:
         assert abs(o.price - price) < max(threshold, 1)
+
+
+class MiniEngine:
+    """Just enough wiring (no risk gate, no journal) to run the strategy and the quote manager against the real OMS
+    and the simulated venue: venue market data -> book -> on_book -> reconcile -> OMS -> venue -> reports."""
+
+    def __init__(self, params, *, exclude_own=True):
+        self.exclude_own = exclude_own
+        self.clock = FakeClock(1)
+        self.venue = Venue(["XYZ"], clock=self.clock.now)
+        self.oms = Oms(self.clock, "mm-account")
+        self.book = L2Book("XYZ")
+        self.strategy = AvellanedaStoikov("mm1", "XYZ", params)
+        self.strategy.start(self.clock.now())
+        self.manager = QuoteManager("mm1", "XYZ", requote_threshold_ticks=self.strategy.params.requote_threshold_ticks)
+        self.max_orders_per_side = 0
+
+    def deliver(self, messages):
+        pending = list(messages)
+        budget = 200  # a quoter chasing its own orders would requote forever
+        while pending:
+            budget -= 1
+            assert budget > 0, "the quotes never settle"
+            msg = pending.pop(0)
+            if isinstance(msg, BookDeltas):
+                self.book.apply_deltas(msg.deltas)
+                pending += self.requote()
+            elif isinstance(msg, ExecutionReport) and msg.account == "mm-account":
+                # As the engine core does: a fill moves the inventory, so requote; other reports only free a side
+                # for the next book update.
+                for event in self.oms.on_execution_report(msg):
+                    if isinstance(event, OrderFilled):
+                        self.strategy.on_fill(event.side, event.last_price, event.last_quantity, self.clock.now())
+                        pending += self.requote()
+
+    def requote(self):
+        working = self.oms.working_orders(strategy_id="mm1", symbol="XYZ")
+        quotes = self.strategy.on_book(self.book, self.clock.now(), working if self.exclude_own else None)
+        if quotes is None:
+            return []
+        for side in (Side.BUY, Side.SELL):
+            self.max_orders_per_side = max(self.max_orders_per_side, sum(o.side is side for o in working))
+        out = []
+        for action in self.manager.reconcile(quotes, working):
+            if isinstance(action, New):
+                order = self.oms.new_order(
+                    strategy_id="mm1",
+                    client_order_id=self.oms.next_client_order_id("mm1"),
+                    symbol="XYZ",
+                    side=action.side,
+                    order_type=OrderType.LIMIT,
+                    time_in_force=TimeInForce.GTC,
+                    price=action.price,
+                    quantity=action.quantity,
+                )
+                out += self.venue.handle(self.oms.place_message(order))
+            elif isinstance(action, Replace):
+                out += self.venue.handle(
+                    self.oms.request_replace(action.client_order_id, action.price, action.quantity)
+                )
+            else:
+                out += self.venue.handle(self.oms.request_cancel(action.client_order_id))
+        return out
+
+    def other(self, side, price, quantity, tif=TimeInForce.GTC):
+        """Someone else's order: resting liquidity (GTC) or a taker (IOC), from separate accounts so the venue's
+        self-trade prevention does not cancel the liquidity when the taker sweeps."""
+        self.clock.advance(SECOND)
+        self.deliver(
+            self.venue.place_order(
+                client_order_id=f"o{self.clock.now()}",
+                account="maker" if tif == TimeInForce.GTC else "taker",
+                symbol="XYZ",
+                side=side,
+                order_type=OrderType.LIMIT,
+                time_in_force=tif,
+                price=price,
+                quantity=quantity,
+            )
+        )
+
+    def resting(self):
+        """(side, price, leaves) of our orders as the venue holds them."""
+        return sorted((o.side, o.price, o.quantity - o.cum_quantity) for o in self.venue.open_orders("mm-account"))
+
+
+def test_in_a_closed_loop_with_the_oms_and_the_venue_the_quotes_rest_fill_skew_and_never_double_up():
+    # gamma = 0.01, sigma = 2, FIXED 60 s horizon, order size 2 lots (q = position / 2), limit 4 lots.
+    engine = MiniEngine(
+        {"gamma": Decimal("0.01"), "sigma": Decimal(2), "horizon_mode": "FIXED", "order_size": 2, "max_inventory": 4}
+    )
+    engine.other(Side.BUY, 9990, 50)
+    engine.other(Side.SELL, 10010, 50)
+    flat = engine.resting()
+
+    engine.other(Side.SELL, 9900, 1, TimeInForce.IOC)  # 1 of our 2 bid lots
+    after_partial = engine.resting()
+    engine.other(Side.SELL, 9900, 5, TimeInForce.IOC)  # our 2 lots, then 3 of the maker's
+    near_limit = engine.resting()
+    engine.other(Side.SELL, 9900, 5, TimeInForce.IOC)  # our last lot: at the limit
+    at_limit = engine.resting()
+    engine.other(Side.BUY, 10100, 3, TimeInForce.IOC)  # lifts our 2-lot ask
+    back = engine.resting()
+
+    assert flat == [(SELL, 10002, 2), (BUY, 9998, 2)]
+    # Position 1: both quotes lower; the partially filled bid was replaced to total 3 so that 2 lots rest again.
+    assert after_partial == [(SELL, 10001, 2), (BUY, 9997, 2)]
+    # Position 3 (q = 1.5) at t = 4 s: r = 10000 - 1.5 * 0.01 * 4 * 56 = 9996.64, spread/2 = 1.12 + 0.66445
+    # -> bid floor(9994.86) = 9994 for the 1 lot left to the limit, ask ceil(9998.42) = 9999.
+    assert near_limit == [(SELL, 9999, 2), (BUY, 9994, 1)]
+    assert at_limit == [(SELL, 9998, 2)]  # position 4: no bid
+    assert back == [(SELL, 10000, 2), (BUY, 9996, 2)]  # position 2
+    assert engine.strategy.position == 2
+    assert engine.strategy._mid == 10000.0  # our own orders never counted as the market
+    assert engine.max_orders_per_side == 1
+
+
+def test_a_quoter_that_reads_its_own_orders_as_the_market_chases_itself():
+    # The same market and fill as above, but the strategy is not told which orders are its own.
+    engine = MiniEngine(
+        {"gamma": Decimal("0.01"), "sigma": Decimal(2), "horizon_mode": "FIXED", "order_size": 2, "max_inventory": 4},
+        exclude_own=False,
+    )
+    engine.other(Side.BUY, 9990, 50)
+    engine.other(Side.SELL, 10010, 50)
+
+    engine.other(Side.SELL, 9900, 1, TimeInForce.IOC)
+
+    # Its skewed ask became "the market's" best ask, which lowered the mid, which lowered the ask again... until
+    # the guards stopped it, 8 ticks under the real mid of 10000 (the version told its own orders stays there).
+    assert engine.strategy._mid < 9995
+    assert engine.resting()[0][1] < 9995

@@ -4,7 +4,14 @@ import pytest
 
 from engine.book import L2Book
 from engine.enums import Side
-from engine.strategies.signals import TradeFlowImbalance, book_imbalance, microprice_offset, weighted_mid
+from engine.strategies.signals import (
+    TradeFlowImbalance,
+    book_imbalance,
+    market_top,
+    microprice_offset,
+    own_levels,
+    weighted_mid,
+)
 
 SECOND = 1_000_000_000
 
@@ -95,3 +102,68 @@ def test_trade_flow_imbalance_stays_in_bounds_under_many_trades():
 
     assert all(-1.0 <= v <= 1.0 for v in values)
     assert values[-1] > 0  # two buys for every sell
+
+
+class Own:
+    """An order-like object: what `own_levels` reads from `engine.oms.Order`."""
+
+    def __init__(self, side, price, leaves, *, cum=0, pending_price=0, pending_quantity=0):
+        self.side = side
+        self.price = price
+        self.leaves_quantity = leaves
+        self.cum_quantity = cum
+        self.pending_price = pending_price
+        self.pending_quantity = pending_quantity
+
+
+def test_own_levels_count_an_order_being_replaced_at_both_prices():
+    own = [
+        Own(Side.BUY, 99, 3),
+        Own(Side.BUY, 99, 2),
+        Own(Side.SELL, 101, 4, cum=1, pending_price=103, pending_quantity=6),  # 6 total - 1 filled = 5 after
+        Own(Side.SELL, 104, 0),  # nothing left to rest
+    ]
+
+    bids, asks = own_levels(own)
+
+    assert bids == {99: 5}
+    assert asks == {101: 4, 103: 5}
+
+
+@pytest.mark.parametrize(
+    ("bids", "asks", "own", "expected"),
+    [
+        ([(100, 5)], [(101, 5)], [], (100, 5, 101, 5)),
+        # Ours is part of the best level: the price stays, the size shrinks.
+        ([(100, 5)], [(101, 5)], [Own(Side.BUY, 100, 2)], (100, 3, 101, 5)),
+        # Ours is the whole best level: the next price with someone else's size (dense book: found by probing).
+        ([(100, 2), (99, 7)], [(101, 3), (102, 4)], [Own(Side.BUY, 100, 2), Own(Side.SELL, 101, 3)], (99, 7, 102, 4)),
+        # Sparse book: the next level is 50 ticks away, past the probes.
+        ([(100, 2), (50, 7)], [(101, 3)], [Own(Side.BUY, 100, 2)], (50, 7, 101, 3)),
+        # Nothing but us on a side.
+        ([(100, 2)], [(101, 3)], [Own(Side.BUY, 100, 2)], (None, 0, 101, 3)),
+        # Two levels of ours (an order and a replace in flight): both skipped.
+        (
+            [(100, 2), (99, 2), (98, 9)],
+            [(101, 3)],
+            [Own(Side.BUY, 100, 2, pending_price=99, pending_quantity=2)],
+            (98, 9, 101, 3),
+        ),
+    ],
+)
+def test_market_top_is_the_book_without_our_own_orders(bids, asks, own, expected):
+    b = book(bids, asks)
+
+    top = market_top(b, *own_levels(own))
+
+    assert top == expected
+
+
+def test_book_imbalance_without_our_own_orders_skips_levels_that_were_only_ours():
+    b = book([(100, 30), (99, 5), (98, 5)], [(101, 10), (102, 40)])
+    own = own_levels([Own(Side.BUY, 100, 30), Own(Side.SELL, 101, 4)])
+
+    value = book_imbalance(b, 2, own)
+
+    # bids without ours: 99 x 5, 98 x 5 -> 10; asks: 101 x 6, 102 x 40 -> 46
+    assert value == pytest.approx((10 - 46) / 56)
