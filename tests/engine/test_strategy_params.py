@@ -260,3 +260,14 @@ def test_a_strategy_rule_beyond_the_schema_refuses_an_update_and_a_rollback_atom
     assert strategy.params_version == 3
     assert strategy.params.model is Model.AS
     assert strategy._glft is False
+
+
+def test_a_params_struct_built_in_code_is_validated_like_wire_values():
+    good = ParamSet(AvellanedaStoikovParams, AvellanedaStoikovParams(model=Model.GLFT, gamma=0.2))
+
+    with pytest.raises(StrategyError) as error:
+        # Constructing a Struct directly skips its Meta ranges; ParamSet checks them again.
+        ParamSet(AvellanedaStoikovParams, AvellanedaStoikovParams(gamma=-1.0))
+
+    assert (good.current.model, good.current.gamma) == (Model.GLFT, 0.2)
+    assert error.value.code == "STRATEGY_PARAM_INVALID"
