@@ -22,6 +22,25 @@ from engine.book.reference import bad_depth, bad_level_size, bad_price, bad_side
 _HEAP_SLACK = 64
 
 
+def _walk(levels: dict, best: int | None, n: int, step: int) -> list[int] | None:
+    """Up to `n` prices of `levels` from `best` outward one tick at a time (step -1 for bids, +1 for asks), or
+    None when that would take more probes than a selection over all the levels is worth."""
+    wanted = min(n, len(levels))
+    prices: list[int] = []
+    if not wanted:
+        return prices
+    budget = 4 * wanted + 16
+    price = best
+    while budget:
+        if price in levels:
+            prices.append(price)
+            if len(prices) == wanted:
+                return prices
+        price += step
+        budget -= 1
+    return None
+
+
 class PriceLevels:
     """Price -> level per side, the best prices as attributes, the heaps, and the reads both books share.
 
@@ -110,10 +129,26 @@ class PriceLevels:
         bids, asks = self._bids, self._asks
         if n is None:
             return sorted(bids.items(), reverse=True), sorted(asks.items())
+        bid_prices, ask_prices = self._top_prices(n)
+        return [(price, bids[price]) for price in bid_prices], [(price, asks[price]) for price in ask_prices]
+
+    def _top_prices(self, n: int) -> tuple[list[int], list[int]]:
+        """The best `n` prices per side, best first.
+
+        Strategies ask for a few levels on every tick, so this walks tick by tick out from the best price, which
+        costs O(n) dict probes in a dense book instead of O(levels) for a selection over the whole side; if the
+        book is too sparse near the top for that to pay (the probe budget runs out), it falls back to selection.
+        """
         if n < 0:
             raise bad_depth(n)
-        # A partial selection is cheaper than sorting a deep book when only the top is wanted.
-        return nlargest(n, bids.items()), nsmallest(n, asks.items())
+        bids, asks = self._bids, self._asks
+        bid_prices = _walk(bids, self.best_bid, n, -1)
+        if bid_prices is None:
+            bid_prices = nlargest(n, bids)
+        ask_prices = _walk(asks, self.best_ask, n, 1)
+        if ask_prices is None:
+            ask_prices = nsmallest(n, asks)
+        return bid_prices, ask_prices
 
     def size_at(self, side: int, price: int) -> int:
         if side == 1:

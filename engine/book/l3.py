@@ -12,11 +12,10 @@ delete + insert sends an order to the back (a price change or size increase lose
 
 from __future__ import annotations
 
-from heapq import heappop, heappush, nlargest, nsmallest
+from heapq import heappop, heappush
 
 from engine.book.l2 import PriceLevels
 from engine.book.reference import (
-    bad_depth,
     bad_price,
     bad_side,
     bad_size,
@@ -225,10 +224,8 @@ class L3Book(PriceLevels):
         bids, asks = self._bids, self._asks
         if n is None:
             bid_prices, ask_prices = sorted(bids, reverse=True), sorted(asks)
-        elif n < 0:
-            raise bad_depth(n)
         else:
-            bid_prices, ask_prices = nlargest(n, bids), nsmallest(n, asks)
+            bid_prices, ask_prices = self._top_prices(n)
         return [(price, bids[price][0]) for price in bid_prices], [(price, asks[price][0]) for price in ask_prices]
 
     def size_at(self, side: int, price: int) -> int:

@@ -47,7 +47,8 @@ def top(book) -> tuple:
 
 
 def l2_state(book) -> tuple:
-    return (*top(book), book.depth(), book.level_count(1), book.level_count(-1), book.is_crossed(), book.is_locked())
+    levels = (book.level_count(1), book.level_count(-1))
+    return (*top(book), book.depth(), book.depth(1), book.depth(3), *levels, book.is_crossed(), book.is_locked())
 
 
 # -- L2 --------------------------------------------------------------------------------------------
@@ -113,6 +114,32 @@ def test_l2_best_prices_are_the_extremes_of_the_levels_and_depth_is_sorted(updat
         assert [p for p, _ in depth_bids] == sorted(bids, reverse=True)
         assert [p for p, _ in depth_asks] == sorted(asks)
         assert book.is_crossed() == (bool(bids) and bool(asks) and max(bids) > min(asks))
+
+
+# Dense runs of neighbouring ticks and sparse far-apart levels: the fast books walk tick by tick from the best
+# price for a few levels and fall back to a selection when the levels are too far apart.
+LADDER = st.dictionaries(
+    weighted((1, st.integers(min_value=0, max_value=40)), (1, st.integers(min_value=0, max_value=3000))),
+    st.integers(min_value=1, max_value=9),
+    max_size=40,
+)
+
+
+@EXAMPLES
+@given(LADDER, LADDER, st.integers(min_value=0, max_value=12))
+def test_depth_of_n_is_the_first_n_levels_of_the_full_depth_in_dense_and_sparse_books(bid_ladder, ask_ladder, n):
+    l2, l3 = L2Book(), L3Book()
+    order_ids = iter(range(1000))
+    for side, ladder in ((1, bid_ladder), (-1, ask_ladder)):
+        for price, size in ladder.items():
+            l2.apply(side, price, size)
+            l3.add(next(order_ids), side, price, size)
+
+    for book in (l2, l3):
+        bids, asks = book.depth()
+        assert book.depth(n) == (bids[:n], asks[:n])
+        assert bids == sorted(bid_ladder.items(), reverse=True)
+        assert asks == sorted(ask_ladder.items())
 
 
 # -- L3 --------------------------------------------------------------------------------------------
