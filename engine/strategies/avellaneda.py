@@ -69,16 +69,18 @@ class Signal(StrEnum):
     TRADE_FLOW = "TRADE_FLOW"  # [-1, 1] over trade_flow_window_s
 
 
-PositiveFloat = Annotated[float, Meta(gt=0, le=1e9)]
+# Lower bounds of 1e-9 (not just > 0) keep every formula finite: with k or A at 1e-300 the GLFT term
+# (1 + gamma/k)^(1 + k/gamma) / (k A) overflows to inf, and floor(inf) would raise on the engine thread.
+PositiveFloat = Annotated[float, Meta(ge=1e-9, le=1e9)]
 
 
 class AvellanedaStoikovParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Parameters; units in the module docstring. Bounds keep the maths finite (no inf, no NaN passes gt=0)."""
 
-    gamma: Annotated[float, Meta(gt=0, le=1e6)] = 0.1  # per (tick * order-size unit)
-    k: Annotated[float, Meta(gt=0, le=1e6)] = 1.5  # per tick
+    gamma: Annotated[float, Meta(ge=1e-9, le=1e6)] = 0.1  # per (tick * order-size unit)
+    k: Annotated[float, Meta(ge=1e-9, le=1e6)] = 1.5  # per tick
     A: PositiveFloat = 140.0  # arrivals per second at distance 0
-    horizon_s: Annotated[float, Meta(gt=0, le=1e8)] = 60.0
+    horizon_s: Annotated[float, Meta(ge=1e-9, le=1e8)] = 60.0
     horizon_mode: HorizonMode = HorizonMode.CYCLE
     model: Model = Model.AS
     sigma_source: SigmaSource = SigmaSource.PARAM
@@ -94,7 +96,7 @@ class AvellanedaStoikovParams(msgspec.Struct, frozen=True, kw_only=True, forbid_
     signal: Signal = Signal.NONE
     signal_coefficient: Annotated[float, Meta(ge=-1e6, le=1e6)] = 0.0  # ticks of r per unit of signal
     imbalance_levels: Annotated[int, Meta(ge=1, le=100)] = 1
-    trade_flow_window_s: Annotated[float, Meta(gt=0, le=86_400)] = 10.0
+    trade_flow_window_s: Annotated[float, Meta(ge=1e-6, le=86_400)] = 10.0
 
     def __post_init__(self) -> None:
         # msgspec turns a ValueError here into a ValidationError, so ParamSet reports STRATEGY_PARAM_INVALID.

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 
 _NS = 1e-9
+# The ranges of AvellanedaStoikovParams.k and .A: an estimate outside them is not used.
+K_MIN, K_MAX = 1e-9, 1e6
+A_MIN, A_MAX = 1e-9, 1e9
 
 
 class EwmaVolatility:
@@ -138,6 +141,8 @@ class IntensityEstimator:
             return self.prior_a, self.prior_k
         k = -slope
         a = math.exp(mean_y + k * mean_x)
-        if not (math.isfinite(a) and math.isfinite(k)):
+        # Inside the parameter ranges or not at all: a fit on a few noisy buckets can give k = 1e-15, and the
+        # strategy's formulas are only guaranteed finite within the ranges its schema allows.
+        if not (K_MIN <= k <= K_MAX and A_MIN <= a <= A_MAX):
             return self.prior_a, self.prior_k
         return a, k

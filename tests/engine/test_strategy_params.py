@@ -26,6 +26,8 @@ def make_set(**changes):
         ("gamma", Decimal("0.000001"), Decimal("0")),
         ("gamma", Decimal("1000000"), Decimal("1000000.1")),
         ("k", Decimal("0.01"), Decimal("-1.5")),
+        ("k", Decimal("1E-9"), Decimal("1E-10")),  # below 1e-9 the GLFT term can overflow
+        ("A", Decimal("1E-9"), Decimal("1E-300")),
         ("A", Decimal("1"), Decimal("0")),
         ("horizon_s", Decimal("0.001"), Decimal("0")),
         ("sigma", Decimal("0.5"), Decimal("0")),
