@@ -145,6 +145,20 @@ def cancel_rejected(order):
     )
 
 
+def status_open(order):
+    """The venue's answer to a status query: the order is open with the terms and fills we know."""
+    return report(
+        order,
+        ExecType.ORDER_STATUS,
+        S.PARTIALLY_FILLED if order.cum_quantity else S.NEW,
+        leaves_quantity=order.quantity - order.cum_quantity,
+    )
+
+
+def status_canceled(order):
+    return report(order, ExecType.ORDER_STATUS, S.CANCELED, leaves_quantity=0)
+
+
 # Starting states: each returns (oms, order) with the order in that state.
 
 
@@ -236,6 +250,14 @@ TRANSITIONS = [
     ("PENDING_REPLACE", ack, S.PENDING_REPLACE, [], OmsCode.UNEXPECTED_NEW),
     ("PENDING_REPLACE_PARTIAL", replaced, S.PARTIALLY_FILLED, [OrderReplaced], None),
     ("PENDING_REPLACE_PARTIAL", cancel_rejected, S.PARTIALLY_FILLED, [CancelRejected], None),
+    ("PENDING_NEW", status_open, S.NEW, [OrderAccepted], OmsCode.RECONCILED),
+    ("NEW", status_open, S.NEW, [], None),
+    ("PARTIALLY_FILLED", status_open, S.PARTIALLY_FILLED, [], None),
+    ("PENDING_CANCEL", status_open, S.PENDING_CANCEL, [], None),
+    ("PENDING_REPLACE", status_open, S.PENDING_REPLACE, [], None),
+    ("NEW", status_canceled, S.CANCELED, [OrderCanceled], OmsCode.RECONCILED),
+    ("FILLED", status_open, S.FILLED, [], OmsCode.RECONCILE_OPEN_AT_VENUE),
+    ("CANCELED", status_canceled, S.CANCELED, [], None),
 ]
 
 
@@ -257,9 +279,10 @@ def test_each_report_in_each_state_moves_the_order_as_the_table_says(state, make
         assert oms.anomalies == {}
     else:
         assert oms.anomalies == {anomaly: 1}
+    if not events:
         after_snapshot = oms.snapshot()
         del after_snapshot["exec_ids"], after_snapshot["anomalies"], before["exec_ids"], before["anomalies"]
-        assert after_snapshot == before  # an illegal report changes nothing but the counters
+        assert after_snapshot == before  # a report without events changes nothing but the counters
 
 
 @pytest.mark.parametrize(("state", "make_report", "after", "event_types", "anomaly"), TRANSITIONS[:12])
@@ -791,6 +814,81 @@ def test_equal_histories_give_byte_equal_snapshots():
     first = history()
 
     assert history() == first
+
+
+# ------------------------------------------------------------------ arbitrary venue input
+
+REPORT_FUZZ = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # which order (3 = an id nobody issued)
+        st.sampled_from(list(ExecType)),
+        st.sampled_from(list(OrderStatus)),
+        st.integers(0, 15),  # last quantity
+        st.integers(0, 3),  # which id the report names: origin, current, pending request, unknown
+        st.booleans(),  # resend the previous report (same exec id)
+        st.sampled_from(["", "cancel", "replace"]),  # an engine request first
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(REPORT_FUZZ)
+def test_no_sequence_of_venue_reports_raises_or_breaks_an_order_invariant(steps):
+    oms = make_oms()
+    orders = [submit(oms, quantity=10) for _ in range(3)]
+    previous = None
+    finished: dict[str, OrderStatus] = {}
+
+    for which, exec_type, venue_status, qty, name, resend, request in steps:
+        order = orders[which] if which < 3 else None
+        if order is not None and request and not order.is_terminal and not order.pending_cancel_id:
+            if request == "cancel":
+                oms.request_cancel(order.client_order_id)
+            elif not order.pending_replace_id:
+                oms.request_replace(order.client_order_id, 101, order.cum_quantity + 5)
+        if resend and previous is not None:
+            r = previous
+        else:
+            target = order or orders[0]
+            cid = (
+                target.origin_client_order_id,
+                target.client_order_id,
+                target.pending_cancel_id or target.pending_replace_id or target.client_order_id,
+                "nobody-1",
+            )[name if order is not None else 3]
+            r = (
+                report(
+                    target,
+                    exec_type,
+                    venue_status,
+                    client_order_id=cid,
+                    last_quantity=qty if exec_type == ExecType.TRADE else 0,
+                    last_price=100 if exec_type == ExecType.TRADE else 0,
+                    cum_quantity=min(target.cum_quantity + qty, 10)
+                    if exec_type == ExecType.TRADE
+                    else target.cum_quantity,
+                )
+                if exec_type != ExecType.TRADE or qty > 0
+                else None
+            )
+            if r is None:
+                continue
+        anomalies_before = sum(oms.anomalies.values())
+
+        events = oms.on_execution_report(r)
+
+        previous = r
+        if not events:
+            assert sum(oms.anomalies.values()) > anomalies_before or r.exec_type == ExecType.ORDER_STATUS
+        for o in orders:
+            assert 0 <= o.cum_quantity <= o.quantity
+            if o.is_terminal:
+                assert o.leaves_quantity == 0
+                assert finished.setdefault(o.origin_client_order_id, o.status) == o.status  # terminal is final
+            else:
+                assert o.leaves_quantity == o.quantity - o.cum_quantity > 0
+        assert oms.working_orders() == [o for o in orders if not o.is_terminal]
 
 
 # ------------------------------------------------------------------ against the simulated venue
