@@ -6,6 +6,8 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.book import L2Book
 from engine.enums import Side
@@ -385,3 +387,49 @@ def test_own_working_orders_are_not_mistaken_for_the_market():
 
     assert blind == Quotes(10000, 1, 10005, 1)  # around (9995 + 10010) / 2 = 10002.5: 10000.84 / 10004.16
     assert told == Quotes(9998, 1, 10002, 1)
+
+
+finite_param = st.floats(min_value=1e-9, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gamma=finite_param,
+    k=finite_param,
+    a=finite_param,
+    sigma=finite_param,
+    model=st.sampled_from(["AS", "GLFT"]),
+    order_size=st.integers(1, 5),
+    extra_inventory=st.integers(0, 20),
+    position=st.integers(-40, 40),
+    min_spread=st.integers(1, 10),
+    best_bid=st.integers(1, 20_000),
+    spread=st.integers(1, 50),
+    now_s=st.integers(0, 200),
+)
+def test_quotes_always_respect_the_grid_the_book_the_spread_and_the_limits(
+    gamma, k, a, sigma, model, order_size, extra_inventory, position, min_spread, best_bid, spread, now_s
+):
+    params = {
+        "gamma": gamma,
+        "k": k,
+        "A": a,
+        "sigma": sigma,
+        "model": model,
+        "order_size": order_size,
+        "max_inventory": order_size + extra_inventory,
+        "min_spread_ticks": min_spread,
+    }
+    mm = strategy(position, **params)
+    best_ask = best_bid + spread
+
+    quotes = mm.on_book(book(best_bid, best_ask), now_s * SECOND)
+
+    limit = order_size + extra_inventory
+    assert 0 <= quotes.bid_quantity <= min(order_size, max(limit - position, 0))
+    assert 0 <= quotes.ask_quantity <= min(order_size, max(limit + position, 0))
+    if quotes.bid_quantity:
+        assert 1 <= quotes.bid_price < best_ask
+    if quotes.ask_quantity:
+        assert quotes.ask_price > best_bid
+    assert quotes.ask_price - quotes.bid_price >= min_spread
