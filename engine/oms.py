@@ -41,6 +41,7 @@ from engine.protocol import (
     OrderSummary,
     VenueCancelOrder,
     VenuePlaceOrder,
+    VenueQueryOrder,
     VenueReplaceOrder,
 )
 
@@ -377,6 +378,15 @@ class Oms:
                 continue
             out.append(self.request_cancel(order.origin_client_order_id))
         return out
+
+    def query_message(self, client_order_id: str) -> VenueQueryOrder:
+        """A status query for an order (any of its ids), under the id the venue knows it by. Feed the ORDER_STATUS
+        answer to `on_execution_report` (or `reconcile`). Worth sending when a cancel or replace of a live order is
+        refused as unknown: the venue has finished the order and we missed the report that said how."""
+        order = self._by_id.get(client_order_id)
+        if order is None:
+            raise OmsError(OmsCode.UNKNOWN_ORDER, f"no order {client_order_id!r}")
+        return VenueQueryOrder(client_order_id=order.client_order_id, account=self._account, symbol=order.symbol)
 
     # ------------------------------------------------------------------ queries
 

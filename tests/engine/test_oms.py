@@ -26,6 +26,7 @@ from engine.protocol import (
     ProtocolError,
     VenueCancelOrder,
     VenuePlaceOrder,
+    VenueQueryOrder,
     VenueReplaceOrder,
 )
 from engine.venue import Venue
@@ -745,6 +746,17 @@ def test_reconcile_cannot_revive_a_finished_order_but_counts_the_disagreement():
     assert oms.anomalies == {OmsCode.RECONCILE_OPEN_AT_VENUE: 1}
 
 
+def test_a_query_after_a_replace_names_the_id_the_venue_knows_the_order_by():
+    oms, order = start("PENDING_REPLACE")
+    origin = order.client_order_id
+    oms.on_execution_report(replaced(order))
+
+    msg = oms.query_message(origin)
+
+    assert msg == VenueQueryOrder(client_order_id=order.client_order_id, account=ACCOUNT, symbol=SYM)
+    assert msg.client_order_id != origin
+
+
 def test_reconcile_refuses_a_report_that_is_not_a_status_report():
     oms, order = start("NEW")
 
@@ -946,7 +958,7 @@ def test_the_oms_agrees_with_the_venue_after_any_sequence_of_requests_and_fills(
                 )
             )
         elif kind == "query" and target is not None:
-            route(venue.query_order(client_order_id=target.client_order_id, account=ACCOUNT, symbol=SYM))
+            route(venue.handle(oms.query_message(target.origin_client_order_id)))
         elif kind == "cancel_all":
             for msg in oms.cancel_all():
                 route(venue.handle(msg))
