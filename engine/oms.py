@@ -79,6 +79,7 @@ class OmsCode(StrEnum):
     RECONCILE_CUM_BELOW_OURS = "OMS_RECONCILE_CUM_BELOW_OURS"  # the venue counts fewer fills than we booked
     RECONCILE_FILL_PRICE_UNKNOWN = "OMS_RECONCILE_FILL_PRICE_UNKNOWN"
     VENUE_REJECTED = "OMS_VENUE_REJECTED"  # code of an OrderRejected whose report carried none
+    BAD_SNAPSHOT = "OMS_BAD_SNAPSHOT"  # restore() of another account's snapshot (raised)
 
 
 class OmsError(EngineError):
@@ -815,7 +816,7 @@ class Oms:
     def restore(self, data: dict[str, Any]) -> None:
         """Replace the whole state with a `snapshot()`; the account must match."""
         if data["account"] != self._account:
-            raise OmsError(OmsCode.INVALID_ORDER, f"snapshot of account {data['account']!r}, not {self._account!r}")
+            raise OmsError(OmsCode.BAD_SNAPSHOT, f"snapshot of account {data['account']!r}, not {self._account!r}")
         self._by_id = {}
         self._working = {}
         self._terminal = deque()

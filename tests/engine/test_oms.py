@@ -995,3 +995,12 @@ def test_a_request_whose_message_cannot_be_built_leaves_the_order_untouched():
         oms.request_cancel("short-1")
 
     assert (order.status, order.pending_cancel_id, order.aliases) == (S.NEW, "", None)
+
+
+def test_a_snapshot_of_another_account_is_refused():
+    snap = Oms(FakeClock(), "OTHER").snapshot()
+
+    with pytest.raises(OmsError) as caught:
+        make_oms().restore(snap)
+
+    assert caught.value.code == OmsCode.BAD_SNAPSHOT
