@@ -117,7 +117,13 @@ class L3Book(PriceLevels):
         if size <= 0:
             raise bad_size(size)
         queue[order_id] = remaining - size
-        self._resize_level(level, level[0] - size)
+        total = level[0] - size
+        level[0] = total
+        if level[2] == 1:
+            if level[3] == self.best_bid:
+                self.best_bid_size = total
+        elif level[3] == self.best_ask:
+            self.best_ask_size = total
 
     def execute(self, order_id: int, size: int) -> None:
         """A fill of `size` against a resting order; the order leaves the book when exhausted."""
@@ -135,7 +141,13 @@ class L3Book(PriceLevels):
         if size <= 0:
             raise bad_size(size)
         queue[order_id] = remaining - size
-        self._resize_level(level, level[0] - size)
+        total = level[0] - size
+        level[0] = total
+        if level[2] == 1:
+            if level[3] == self.best_bid:
+                self.best_bid_size = total
+        elif level[3] == self.best_ask:
+            self.best_ask_size = total
 
     def modify(self, order_id: int, price: int, size: int) -> None:
         """Change price and/or size. Same price and no size increase keeps priority; otherwise the order
@@ -160,6 +172,7 @@ class L3Book(PriceLevels):
         self.add(order_id, side, price, size)
 
     def _resize_level(self, level: list, total: int) -> None:
+        # Written out inline on the hotter paths (cancel, execute, _remove) to save a call there.
         level[0] = total
         if level[2] == 1:
             if level[3] == self.best_bid:
@@ -172,7 +185,13 @@ class L3Book(PriceLevels):
         queue = level[1]
         del queue[order_id]
         if queue:
-            self._resize_level(level, level[0] - size)
+            total = level[0] - size
+            level[0] = total
+            if level[2] == 1:
+                if level[3] == self.best_bid:
+                    self.best_bid_size = total
+            elif level[3] == self.best_ask:
+                self.best_ask_size = total
             return
         price = level[3]
         if level[2] == 1:
