@@ -279,12 +279,36 @@ def test_realized_plus_unrealized_minus_fees_equals_cash_flow_accounting(events)
     reference_realized = {}  # textbook average cost in exact fractions
     avg: dict[tuple[str, str], Fraction] = {}
     reductions = 0
+    scopes = (None, "a", "b")
+    peak = dict.fromkeys(scopes, D(0))
+    worst = dict.fromkeys(scopes, D(0))
+    day_start = dict.fromkeys(scopes, D(0))
+    day = (clock.now() - 5 * HOUR) // NS_PER_DAY
+
+    def equity(scope):
+        return sum(cash[s] for s in cash if scope in (None, s)) + sum(
+            q * INSTRUMENTS.get(sym).lot_size * INSTRUMENTS.get(sym).multiplier * mark[sym]
+            for (s, sym), q in qty.items()
+            if scope in (None, s)
+        )
+
+    def observe():  # one point of the equity curve
+        for scope in scopes:
+            e = equity(scope)
+            peak[scope] = max(peak[scope], e)
+            worst[scope] = max(worst[scope], peak[scope] - e)
 
     for event in events:
+        if event[0] != "time" and (clock.now() - 5 * HOUR) // NS_PER_DAY != day:
+            day = (clock.now() - 5 * HOUR) // NS_PER_DAY
+            day_start = {scope: equity(scope) for scope in scopes}
         if event[0] == "fill":
             _, strat, sym, side, price, lots, fee = event
             inst = INSTRUMENTS.get(sym)
             fill(p, side, price, lots, strategy=strat, symbol=sym, fee=str(fee))
+            if sym not in marked:  # marked at the fill price first: a point of the curve of its own
+                mark[sym] = inst.ticks_to_price(price)
+                observe()
             cash[strat] += -int(side) * inst.notional(price, lots) - fee
             key = (strat, sym)
             q, d = qty.get(key, 0), int(side) * lots
@@ -298,13 +322,13 @@ def test_realized_plus_unrealized_minus_fees_equals_cash_flow_accounting(events)
                 if abs(d) > abs(q):
                     avg[key] = Fraction(price)
             qty[key] = q + d
-            if sym not in marked:
-                mark[sym] = inst.ticks_to_price(price)
+            observe()
         elif event[0] == "mark":
             _, sym, mid2 = event
             p.mark(sym, mid2)
             marked.add(sym)
             mark[sym] = INSTRUMENTS.get(sym).tick_size * mid2 / 2
+            observe()
         else:
             clock.advance(event[1])
 
@@ -326,5 +350,8 @@ def test_realized_plus_unrealized_minus_fees_equals_cash_flow_accounting(events)
         unit = inst.tick_size * inst.lot_size * inst.multiplier
         exact = D(realized_ticks.numerator) / D(realized_ticks.denominator) * unit
         assert abs(p.realized_pnl(strategy_id=strat, symbol=sym) - exact) <= D("1e-9") * (reductions + 1)
-    assert p.drawdown() >= 0
-    assert p.max_drawdown() >= p.drawdown()
+    today = (clock.now() - 5 * HOUR) // NS_PER_DAY == day
+    for scope in scopes:
+        assert p.drawdown(strategy_id=scope) == peak[scope] - equity(scope)
+        assert p.max_drawdown(strategy_id=scope) == worst[scope]
+        assert p.daily_pnl(strategy_id=scope) == (equity(scope) - day_start[scope] if today else 0)
