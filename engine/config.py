@@ -35,6 +35,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # Replies remembered for idempotency (a repeated command_id gets the first reply); oldest forgotten first.
     reply_cache_size: Annotated[int, Meta(ge=1)] = 100_000
     publish_top_of_book: bool = True
+    # On timer ticks: PnlUpdated per strategy and for the firm, and an EngineHeartbeat at most every interval.
+    publish_pnl_on_timer: bool = True
+    heartbeat_interval_ns: Annotated[int, Meta(ge=0)] = 1_000_000_000
     day_start_offset_ns: int = 0
     # Commission per fill in basis points of notional (negative = rebate).
     maker_fee_bps: Decimal = Decimal(0)

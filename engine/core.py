@@ -57,6 +57,7 @@ from engine.protocol import (
     Codec,
     CommandAccepted,
     CommandRejected,
+    EngineHeartbeat,
     EventEnvelope,
     ExecutionReport,
     HaltTrading,
@@ -66,6 +67,7 @@ from engine.protocol import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    PnlUpdated,
     PositionChanged,
     PositionSummary,
     ReduceTrading,
@@ -176,6 +178,7 @@ _STATE = (
     "_seq",
     "_applied",
     "_replies",
+    "_last_beat",
 )
 
 
@@ -224,6 +227,7 @@ class Engine:
         self._seq = 0  # last outbound event seq
         self._applied = 0  # last journal record applied (0 without a journal)
         self._replies: OrderedDict[str, Any] = OrderedDict()
+        self._last_beat = 0  # engine time of the last EngineHeartbeat
         for sc in config.strategies:
             self.add_strategy(sc.name, sc.strategy_id, sc.symbol, sc.params, autostart=sc.autostart)
         if journal is not None and journal.last_seq == 0:
@@ -808,6 +812,21 @@ class Engine:
             self._on_state_changed(changed)
         for entry in self._strategies.values():
             self._requote(entry, entry.strategy.on_timer(now))
+        config = self.config
+        if config.publish_pnl_on_timer:
+            portfolio = self._portfolio
+            for scope, strategy_id in [(Scope.firm(), None)] + [(Scope.strategy(s), s) for s in self._strategies]:
+                self._emit(
+                    PnlUpdated(
+                        scope=scope,
+                        realized_pnl=portfolio.realized_pnl(strategy_id=strategy_id),
+                        unrealized_pnl=portfolio.unrealized_pnl(strategy_id=strategy_id),
+                    )
+                )
+        interval = config.heartbeat_interval_ns
+        if interval and now - self._last_beat >= interval:
+            self._last_beat = now
+            self._emit(EngineHeartbeat(interval_ns=interval, firm_state=self._states.firm_state))
 
     # ------------------------------------------------------------------ state, snapshots, recovery
 

@@ -384,3 +384,16 @@ def _lp_order(side: Side, price: int, cid: str) -> VenuePlaceOrder:
         price=price,
         quantity=3,
     )
+
+
+def test_a_timer_tick_publishes_pnl_per_strategy_and_firm_and_a_heartbeat_once_per_interval():
+    h = Harness()
+
+    h.engine.on_timer(START + 2_000_000_000)
+    first = [type(e).__name__ for e in h.events()]
+    h.engine.drain()
+    h.engine.on_timer(START + 2_500_000_000)
+    second = [type(e).__name__ for e in h.events()]
+
+    assert first == ["PnlUpdated", "PnlUpdated", "EngineHeartbeat"]
+    assert second == ["PnlUpdated", "PnlUpdated"]
