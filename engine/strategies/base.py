@@ -115,7 +115,8 @@ class Strategy:
         """The book changed; return the quotes wanted now, or None for no opinion (keep what rests).
 
         `own` is this strategy's working orders (`Oms.working_orders(strategy_id=..., symbol=...)`), which the
-        model must not mistake for the market: pass them whenever the book can contain them."""
+        model must not mistake for the market: pass them whenever the book can contain them (a venue's market
+        data, simulated or live), and not for a recorded book our simulated orders never entered."""
         return None
 
     def on_trade(self, price: int, quantity: int, aggressor: Side, now: int) -> None:
