@@ -65,11 +65,11 @@ class IntensityEstimator:
     """Online A and k of the fill intensity lambda(delta) = A * exp(-k * delta) (A per second, k per tick).
 
     A trade printed `d` ticks from the mid would have filled a resting quote at any distance delta <= d, so each
-    trade adds one arrival to every bucket delta_i = step * (i + 1) <= d (the counting used by hftbacktest's
-    intensity tutorial and Hummingbot's estimator). Counts decay exponentially with time (half-life
-    `half_life_s`), so lambda_i = count_i / (effective observation time). `estimate()` fits ln lambda_i = ln A -
-    k * delta_i by least squares over the buckets with at least `min_count` arrivals; with fewer than two such
-    buckets, or a non-decreasing fit (k <= 0), it returns the priors unchanged.
+    trade adds one arrival to every bucket delta_i = step * (i + 1) <= d. Counts decay exponentially with time
+    (half-life `half_life_s`), so lambda_i = count_i / (effective observation time). `estimate()` fits
+    ln lambda_i = ln A - k * delta_i by least squares (the standard log-linear calibration of this model) over the
+    buckets with at least `min_count` arrivals; with fewer than two such buckets, a non-decreasing fit (k <= 0) or
+    a result outside the parameter ranges, it returns the priors unchanged.
     """
 
     __slots__ = ("_counts", "_deltas", "_exposure_s", "_last_ns", "_tau_s", "min_count", "prior_a", "prior_k")
