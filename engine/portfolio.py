@@ -145,7 +145,9 @@ class Portfolio:
 
     # ------------------------------------------------------------------ inputs
 
-    def on_fill(self, *, strategy_id: str, symbol: str, side: Side, price: int, quantity: int, commission: Decimal):
+    def on_fill(
+        self, *, strategy_id: str, symbol: str, side: Side, price: int, quantity: int, commission: Decimal
+    ) -> None:
         """Book one fill: `price` in ticks, `quantity` in lots (> 0), `commission` in money (negative = rebate)."""
         now = self._clock.now()
         if self._day_of(now) != self._day:
