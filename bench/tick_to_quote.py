@@ -6,11 +6,12 @@ Tick-to-quote: a book update (BookDeltas) enters `Engine.handle_market_data`; th
 the Avellaneda-Stoikov strategy computes quotes, the quote manager turns them into actions, every action passes the
 full risk gate (firm, strategy and instrument limits, every control set) and the OMS, and the order is handed to
 the gateway. Measured with time.perf_counter_ns from just before the call to the moment the gateway receives the
-last order the update caused; updates that caused no order (quotes within the requote threshold) are counted, not
-timed. The gateway is the in-process venue: after each timed update the venue's answers (acks, our orders' own
-market data) are delivered untimed, so the next update finds live orders. Every other update starts from no
-orders (a cancel-all, untimed, in between), so both paths are measured: new orders (the gate's `check`) and
-replaces of live orders (`check_replace`). No journal: the journal's cost is bench/journal.py's figure.
+last order the update caused; updates that caused no order are counted, not timed. The market alternates between
+two books whose touch is 2 ticks apart, so every update moves the quotes. After each timed update the gateway
+answers our orders untimed (NEW / REPLACED / CANCELED reports, as a venue would), so the next update finds live
+orders. Every other update starts from no orders (a cancel-all, untimed, in between), so both paths are measured:
+new orders (the gate's `check`) and replaces of live orders (`check_replace`). No journal: its cost is
+bench/journal.py's figure.
 
 risk_checks_per_s: `RiskGate.check` alone on a PENDING_NEW order that passes every control.
 """
@@ -33,8 +34,7 @@ from hdrh.histogram import HdrHistogram
 from engine.clock import FakeClock
 from engine.config import EngineConfig, StrategyConfig
 from engine.core import Engine
-from engine.enums import OrderType, Side, TimeInForce
-from engine.gateway import InProcessGateway
+from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce
 from engine.instruments import Instrument, InstrumentRegistry
 from engine.protocol import (
     BookDeltas,
@@ -43,10 +43,9 @@ from engine.protocol import (
     RiskLimits,
     Scope,
     SetLimits,
-    VenueCancelOrder,
     VenuePlaceOrder,
+    VenueReplaceOrder,
 )
-from engine.venue import Venue
 
 SYMBOL = "BTC-USD"
 START = 1_700_000_000_000_000_000
@@ -84,26 +83,103 @@ AS_PARAMS = {
 }
 
 
-class TimingGateway(InProcessGateway):
-    """The in-process venue gateway, noting when each order is handed over."""
+class AckGateway:
+    """Takes orders (noting when each is handed over) and, untimed afterwards, answers them as a venue would: NEW
+    for a new order, REPLACED for a replace, CANCELED for a cancel. Our orders stay out of the market data, so every
+    timed book update is the market's own move."""
 
-    __slots__ = ("last_send_ns", "sends")
+    __slots__ = ("held", "last_send_ns", "n", "oms", "sends")
 
-    def __init__(self, venue: Venue, account: str) -> None:
-        super().__init__(venue, account)
+    def __init__(self) -> None:
+        self.held: list = []
         self.last_send_ns = 0
         self.sends = 0
+        self.n = 0
+        self.oms = None
 
     def send(self, command: object) -> None:
         self.last_send_ns = time.perf_counter_ns()
         self.sends += 1
-        super().send(command)
+        self.held.append(command)
+
+    def answers(self, ts: int) -> list[ExecutionReport]:
+        held, self.held = self.held, []
+        out = []
+        for cmd in held:
+            self.n += 1
+            kind = type(cmd)
+            if kind is VenuePlaceOrder:
+                fields = {
+                    "client_order_id": cmd.client_order_id,
+                    "side": cmd.side,
+                    "exec_type": ExecType.NEW,
+                    "status": OrderStatus.NEW,
+                    "price": cmd.price,
+                    "quantity": cmd.quantity,
+                    "leaves_quantity": cmd.quantity,
+                    "cum_quantity": 0,
+                    "venue_order_id": self.n,
+                }
+            else:
+                order = self.oms.get(cmd.orig_client_order_id)
+                fields = {
+                    "client_order_id": cmd.client_order_id,
+                    "orig_client_order_id": cmd.orig_client_order_id,
+                    "side": order.side,
+                    "venue_order_id": order.venue_order_id,
+                    "cum_quantity": order.cum_quantity,
+                }
+                if kind is VenueReplaceOrder:
+                    fields |= {
+                        "exec_type": ExecType.REPLACED,
+                        "status": OrderStatus.NEW,
+                        "price": cmd.price,
+                        "quantity": cmd.quantity,
+                        "leaves_quantity": cmd.quantity - order.cum_quantity,
+                    }
+                else:
+                    fields |= {
+                        "exec_type": ExecType.CANCELED,
+                        "status": OrderStatus.CANCELED,
+                        "price": order.price,
+                        "quantity": order.quantity,
+                        "leaves_quantity": 0,
+                    }
+            out.append(
+                ExecutionReport(
+                    exec_id=f"e{self.n}",
+                    account="MM1",
+                    symbol=SYMBOL,
+                    order_type=OrderType.LIMIT,
+                    time_in_force=TimeInForce.GTC,
+                    ts=ts,
+                    **fields,
+                )
+            )
+        return out
 
 
-def _engine() -> tuple[Engine, FakeClock, Venue, TimingGateway]:
+# Two books the market alternates between: the touch moves 2 ticks each update, so the quotes must move.
+_BOOK_A = ({9_997: 5, 9_998: 5, 9_999: 5}, {10_001: 5, 10_002: 5, 10_003: 5})
+_BOOK_B = ({9_999: 5, 10_000: 5, 10_001: 5}, {10_003: 5, 10_004: 5, 10_005: 5})
+
+
+def _transition(old: tuple[dict, dict], new: tuple[dict, dict]) -> tuple[tuple[int, int, int], ...]:
+    deltas = []
+    for side, before, after in ((Side.BUY, old[0], new[0]), (Side.SELL, old[1], new[1])):
+        deltas += [(side, price, 0) for price in before if price not in after]
+        deltas += [(side, price, size) for price, size in after.items() if before.get(price) != size]
+    return tuple(deltas)
+
+
+_A_TO_B = _transition(_BOOK_A, _BOOK_B)
+_B_TO_A = _transition(_BOOK_B, _BOOK_A)
+_INITIAL = _transition(({}, {}), _BOOK_A)
+
+
+def _engine() -> tuple[Engine, FakeClock, AckGateway]:
     clock = FakeClock(START)
-    venue = Venue([SYMBOL], clock=clock.now)
-    gateway = TimingGateway(venue, "MM1")
+    gateway = AckGateway()
     config = EngineConfig(
         account="MM1",
         strategies=(StrategyConfig(strategy_id="as1", symbol=SYMBOL, params=AS_PARAMS, autostart=True),),
@@ -111,48 +187,30 @@ def _engine() -> tuple[Engine, FakeClock, Venue, TimingGateway]:
         replay_ring_size=1_000,
     )
     engine = Engine(config, clock, INSTRUMENTS, gateway)
+    gateway.oms = engine.oms
     for n, scope in enumerate((Scope.firm(), Scope.strategy("as1"), Scope.instrument(SYMBOL))):
         engine.handle_command(
             SetLimits(command_id=f"l{n}", operator="bench", ts=START, scope=scope, limits=FULL_LIMITS)
         )
-    return engine, clock, venue, gateway
+    engine.handle_market_data(BookDeltas(symbol=SYMBOL, seq=1, ts=START, deltas=_INITIAL))
+    _answer(engine, gateway, clock)
+    return engine, clock, gateway
 
 
-def _pump(engine: Engine, gateway: TimingGateway) -> None:
-    inbox = gateway.inbox
-    while inbox:
-        msg = inbox.popleft()
-        if type(msg) is ExecutionReport:
-            engine.handle_execution_report(msg)
-        else:
-            engine.handle_market_data(msg)
+def _answer(engine: Engine, gateway: AckGateway, clock: FakeClock) -> None:
+    while gateway.held:
+        for report in gateway.answers(clock.now()):
+            engine.handle_execution_report(report)
     engine.drain()
 
 
-def _lp(venue: Venue, cid: str, side: Side, price: int, lots: int) -> list:
-    return venue.handle(
-        VenuePlaceOrder(
-            client_order_id=cid,
-            account="LP",
-            symbol=SYMBOL,
-            side=side,
-            order_type=OrderType.LIMIT,
-            time_in_force=TimeInForce.GTC,
-            price=price,
-            quantity=lots,
-        )
-    )
-
-
 def tick_to_quote(events: int) -> tuple[HdrHistogram, HdrHistogram, int]:
-    engine, clock, venue, gateway = _engine()
-    gateway.deliver(_lp(venue, "base-b", Side.BUY, 9_980, 50) + _lp(venue, "base-a", Side.SELL, 10_020, 50))
-    _pump(engine, gateway)
+    engine, clock, gateway = _engine()
     new_hist = HdrHistogram(1, 10_000_000_000, 3)
     replace_hist = HdrHistogram(1, 10_000_000_000, 3)
     no_order = 0
-    n_lp = 0
     perf = time.perf_counter_ns
+    seq = 1
     for i in range(events):
         clock.advance(1_000_000)
         fresh = i % 2 == 0
@@ -160,28 +218,9 @@ def tick_to_quote(events: int) -> tuple[HdrHistogram, HdrHistogram, int]:
             engine.handle_command(
                 CancelAllOrders(command_id=f"x{i}", operator="bench", ts=clock.now(), scope=Scope.firm())
             )
-            _pump(engine, gateway)
-        # Untimed: move the market: a liquidity provider's order appears or goes, 3 ticks inside the touch.
-        n_lp += 1
-        side = Side.BUY if (i // 2) % 2 == 0 else Side.SELL
-        if (i // 4) % 2 == 0:
-            messages = _lp(venue, f"lp{n_lp}", side, 9_990 + 3 * (i % 3) if side > 0 else 10_010 - 3 * (i % 3), 5)
-        else:
-            resting = [o for o in venue.open_orders("LP") if o.client_order_id.startswith("lp")]
-            messages = []
-            if resting:
-                victim = resting[0]
-                messages = venue.handle(
-                    VenueCancelOrder(
-                        client_order_id=f"c{n_lp}",
-                        orig_client_order_id=victim.client_order_id,
-                        account="LP",
-                        symbol=SYMBOL,
-                    )
-                )
-        update = next((m for m in messages if type(m) is BookDeltas), None)
-        if update is None:
-            continue
+            _answer(engine, gateway, clock)
+        seq += 1
+        update = BookDeltas(symbol=SYMBOL, seq=seq, ts=clock.now(), deltas=_A_TO_B if seq % 2 == 0 else _B_TO_A)
         sends = gateway.sends
         t0 = perf()
         engine.handle_market_data(update)
@@ -189,14 +228,12 @@ def tick_to_quote(events: int) -> tuple[HdrHistogram, HdrHistogram, int]:
             no_order += 1
         else:
             (new_hist if fresh else replace_hist).record_value(max(1, gateway.last_send_ns - t0))
-        _pump(engine, gateway)
+        _answer(engine, gateway, clock)
     return new_hist, replace_hist, no_order
 
 
 def risk_checks(checks: int) -> float:
-    engine, _clock, venue, gateway = _engine()
-    gateway.deliver(_lp(venue, "base-b", Side.BUY, 9_990, 50) + _lp(venue, "base-a", Side.SELL, 10_010, 50))
-    _pump(engine, gateway)
+    engine, _clock, _gateway = _engine()
     oms, risk = engine.oms, engine.risk
     order = oms.new_order(
         strategy_id="bench",
