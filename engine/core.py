@@ -546,6 +546,7 @@ class Engine:
                     strategy_id=strategy_id,
                     symbol=symbol,
                     quantity=portfolio.position(strategy_id, symbol),
+                    avg_price=self._avg_price(strategy_id, symbol),
                     realized_pnl=portfolio.realized_pnl(strategy_id=strategy_id, symbol=symbol),
                     unrealized_pnl=portfolio.unrealized_pnl(strategy_id=strategy_id, symbol=symbol),
                 )
