@@ -16,6 +16,7 @@ class AuditAction(models.TextChoices):
     LOGIN = "auth.login", "Logged in"
     LOGOUT = "auth.logout", "Logged out"
     LOGIN_FAILED = "auth.login_failed", "Failed log-in"
+    USER_ROLES_CHANGED = "admin.user_roles_changed", "User's roles changed"
 
 
 class AuditEventQuerySet(models.QuerySet):
@@ -57,8 +58,9 @@ class AuditEvent(models.Model):
         return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.actor_username or '-'} {self.action} {self.target}"
 
     def save(self, *args, **kwargs):
-        if not self._state.adding:
+        if not self._state.adding or self.pk is not None:
             raise AuditTrailImmutable("audit events cannot be updated")
+        kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

@@ -11,8 +11,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from console.realtime import BROADCAST_GROUP
 from console.roles import roles_of
 
-# Close code in the private-use range (4000-4999) that browsers see when the handshake is refused.
+# Close codes in the private-use range (4000-4999) that browsers see when the handshake is refused.
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NO_ROLE = 4403
 MAX_FRAME_BYTES = 8192
 
 
@@ -24,6 +25,9 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.roles = [role.value for role in await database_sync_to_async(roles_of)(user)]
+        if not self.roles:
+            await self.close(code=CLOSE_NO_ROLE)
+            return
         await self.channel_layer.group_add(BROADCAST_GROUP, self.channel_name)
         await self.accept()
         await self.send_json({"type": "hello", "user": user.get_username(), "roles": self.roles, "ts": time.time()})

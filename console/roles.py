@@ -94,6 +94,8 @@ def sync_roles() -> None:
 
 
 def sync_roles_after_migrate(sender, app_config=None, using="default", **kwargs) -> None:
-    # post_migrate fires once per app; wait for the last of ours so all permissions exist.
-    if app_config is not None and app_config.label == "compliance":
+    # post_migrate fires once per installed app, in order; after the last one every permission exists.
+    from django.apps import apps
+
+    if app_config is not None and app_config.label == list(apps.get_app_configs())[-1].label:
         sync_roles()

@@ -7,7 +7,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from compliance.selectors import recent_audit_events_for
-from console.services.health import is_healthy, system_health
+from console.access import role_required
+from console.services.health import is_healthy, system_health, system_health_async
 
 
 @login_required
@@ -17,9 +18,9 @@ def home(request):
 
 @require_GET
 @never_cache
-def healthz(request):
-    """Reachability for load balancers and operators. Public, so it says up/down, never credentials."""
-    checks = system_health()
+async def healthz(request):
+    """Reachability for load balancers and operators. Public, so it says up/down, never details."""
+    checks = await system_health_async()
     body = {
         "status": "ok" if is_healthy(checks) else "degraded",
         "checks": {c.name: {"status": c.status.value, "latency_ms": c.latency_ms} for c in checks},
@@ -27,7 +28,7 @@ def healthz(request):
     return JsonResponse(body, status=200 if is_healthy(checks) else 503)
 
 
-@login_required
+@role_required
 def system_status(request):
     """The same checks with their details, for signed-in operators."""
     checks = system_health()

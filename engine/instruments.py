@@ -17,6 +17,10 @@ from engine.errors import EngineError
 DEFAULT_INSTRUMENTS_PATH = Path(__file__).resolve().parent.parent / "config" / "instruments.toml"
 
 
+# Enough digits to quantize any step to any allowed precision without InvalidOperation.
+_EXACT_Q = Context(prec=60)
+
+
 class InstrumentError(EngineError):
     """An instrument definition or a conversion against it is invalid."""
 
@@ -41,7 +45,7 @@ class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise InstrumentError("INSTRUMENT_BAD_FIELD", f"{self.symbol}.{name} must be positive, got {value}")
         for name, step in (("price_precision", self.tick_size), ("size_precision", self.lot_size)):
             precision = getattr(self, name)
-            if precision < 0 or step != step.quantize(Decimal(1).scaleb(-precision)):
+            if not 0 <= precision <= 18 or step != step.quantize(Decimal(1).scaleb(-precision), context=_EXACT_Q):
                 raise InstrumentError(
                     "INSTRUMENT_BAD_FIELD", f"{self.symbol}.{name}={precision} cannot represent step {step}"
                 )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
 from console.env import env_bool, env_int
 from console.settings.base import *  # noqa: F403
 from console.settings.base import SECRET_KEY
 
 if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("SECRET_KEY must be at least 50 random characters in production")
+
+if DEBUG:  # noqa: F405
+    raise ImproperlyConfigured("DEBUG must be false in production (it leaks settings and tracebacks)")
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 # TLS terminates at the load balancer, which sets X-Forwarded-Proto.

@@ -47,6 +47,8 @@ def test_an_audit_event_cannot_be_changed_through_the_orm(trader):
         event.save()
     with pytest.raises(AuditTrailImmutable):
         AuditEvent.objects.filter(pk=event.pk).update(reason="rewritten")
+    with pytest.raises(AuditTrailImmutable):
+        AuditEvent(pk=event.pk, action=AuditAction.LOGIN, reason="rewritten").save()
 
     assert AuditEvent.objects.get(pk=event.pk).reason == "first"
 

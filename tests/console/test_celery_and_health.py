@@ -50,11 +50,14 @@ def test_healthz_is_503_when_redis_is_unreachable(client, settings):
 
 
 @pytest.mark.django_db
-def test_the_status_page_shows_details_to_signed_in_users_only(client, trader):
+def test_the_status_page_shows_details_to_users_with_a_role_only(client, trader, outsider):
     anonymous = client.get(reverse("status"))
+    client.force_login(outsider)
+    without_role = client.get(reverse("status"))
     client.force_login(trader)
-    signed_in = client.get(reverse("status"))
+    with_role = client.get(reverse("status"))
 
     assert anonymous.status_code == 302
-    assert signed_in.status_code == 200
-    assert b"PostgreSQL" in signed_in.content
+    assert without_role.status_code == 403
+    assert with_role.status_code == 200
+    assert b"PostgreSQL" in with_role.content

@@ -10,7 +10,7 @@ DESK_PAGES = {
     "riskdesk:home": {"risk_officer", "admin"},
     "compliance:home": {"compliance_officer", "admin"},
 }
-PAGES_FOR_EVERY_USER = ["home", "status"]
+PAGES_FOR_EVERY_USER = ["home", "status"]  # status needs a role; tested in test_celery_and_health
 USERS = ["trader", "risk_officer", "compliance_officer", "admin_user", "outsider"]
 
 

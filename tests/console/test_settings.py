@@ -92,6 +92,15 @@ def test_production_settings_pass_the_deployment_checklist():
     assert "no issues" in result.stdout
 
 
+def test_production_refuses_to_run_with_debug_on():
+    result = run_manage(
+        "check", settings_module="console.settings.production", DEBUG="true", SECRET_KEY=secrets.token_urlsafe(64)
+    )
+
+    assert result.returncode != 0
+    assert "DEBUG must be false" in result.stderr
+
+
 def test_production_refuses_a_short_secret_key():
     result = run_manage("check", settings_module="console.settings.production", SECRET_KEY="short")
 

@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from console.asgi import application
-from console.consumers import CLOSE_UNAUTHENTICATED
+from console.consumers import CLOSE_NO_ROLE, CLOSE_UNAUTHENTICATED
 from console.realtime import BROADCAST_GROUP
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,6 +37,16 @@ async def test_an_anonymous_websocket_is_refused():
 
     assert not connected
     assert code == CLOSE_UNAUTHENTICATED
+
+
+async def test_a_signed_in_user_without_a_role_is_refused(outsider):
+    headers = await sync_to_async(session_headers)(outsider)
+    communicator = WebsocketCommunicator(application, "/ws/console/", headers=headers)
+
+    connected, code = await communicator.connect(timeout=10)
+
+    assert not connected
+    assert code == CLOSE_NO_ROLE
 
 
 async def test_a_websocket_from_a_foreign_origin_is_refused(trader):

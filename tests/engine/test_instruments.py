@@ -80,6 +80,7 @@ def test_an_unknown_symbol_is_refused_with_a_code():
         ("tick_size", Decimal(0), "INSTRUMENT_BAD_FIELD"),
         ("lot_size", Decimal(-1), "INSTRUMENT_BAD_FIELD"),
         ("price_precision", 0, "INSTRUMENT_BAD_FIELD"),
+        ("price_precision", 40, "INSTRUMENT_BAD_FIELD"),
         ("symbol", "BAD SYMBOL", "INSTRUMENT_BAD_SYMBOL"),
     ],
 )
