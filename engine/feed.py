@@ -9,7 +9,9 @@ contiguous sequence per symbol, starting at 1) plus `BookSnapshot` answers, and 
   A late packet that fills the hole recovers the feed without a snapshot (a reordered pair counts as a gap and an
   out-of-order packet, then recovers);
 - a snapshot with seq S while stale: if S is not older than the book, load it, discard buffered <= S, apply the
-  buffered S+1.. run; if a hole remains, stay stale and request again.
+  buffered S+1.. run; if a hole remains, stay stale and request again;
+- a request whose answer never comes (the reply was lost) is repeated by `on_timer` once `snapshot_timeout_ns` has
+  passed on the engine clock, for as long as the book stays stale.
 
 Messages are read through their attributes only (`symbol`, `seq`, `ts`, `deltas` / trade fields / `bids`, `asks`), so
 the handler works on `engine.protocol` structs without copying them. A malformed message is rejected with a reason
@@ -22,13 +24,25 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from engine.errors import EngineError
 from engine.instruments import Instrument, InstrumentError
+from engine.protocol import SIDES
 
-_SIDES = (1, -1)  # Side.BUY, Side.SELL as plain ints: the hot path compares ints, not enum members
+DEFAULT_SNAPSHOT_TIMEOUT_NS = 2_000_000_000
+
+
+class FeedReason(StrEnum):
+    """Reason codes of `FeedError` (a StrEnum: each member compares equal to its string value)."""
+
+    BAD_CONFIG = "FEED_BAD_CONFIG"
+    WRONG_SYMBOL = "FEED_WRONG_SYMBOL"
+    BAD_SIDE = "FEED_BAD_SIDE"
+    PRICE_NOT_POSITIVE = "FEED_PRICE_NOT_POSITIVE"
+    SIZE_NOT_POSITIVE = "FEED_SIZE_NOT_POSITIVE"
+    SIZE_NEGATIVE = "FEED_SIZE_NEGATIVE"
 
 
 class FeedError(EngineError):
@@ -54,6 +68,7 @@ class FeedCounters:
         "gaps",
         "out_of_order",
         "rejected",
+        "snapshot_timeouts",
         "snapshots_applied",
         "snapshots_ignored",
         "snapshots_requested",
@@ -67,6 +82,7 @@ class FeedCounters:
         self.out_of_order = 0  # arrived after a higher sequence number had been seen, then used
         self.gaps = 0  # times the feed went from live to stale
         self.snapshots_requested = 0
+        self.snapshot_timeouts = 0  # requests repeated by on_timer because no usable answer came in time
         self.snapshots_applied = 0
         self.snapshots_ignored = 0
         self.buffered_dropped = 0  # evicted because the stale buffer was full
@@ -86,6 +102,8 @@ class SequencedFeed:
 
     `request_snapshot(symbol)` is called when a snapshot is needed; the answer must come back through
     `on_snapshot`. `on_trade(message)` (optional) receives TradePrinted messages in sequence order.
+    Call `on_timer(now_ns)` from the engine's timer with the engine clock: a request still unanswered
+    `snapshot_timeout_ns` after the first tick that saw it is sent again.
     Engine thread only; not thread-safe.
     """
 
@@ -95,6 +113,7 @@ class SequencedFeed:
         "_max_seen",
         "_on_trade",
         "_request_snapshot",
+        "_requested_at",
         "_resend_requested",
         "book",
         "counters",
@@ -102,6 +121,7 @@ class SequencedFeed:
         "last_reject",
         "last_seq",
         "max_buffer",
+        "snapshot_timeout_ns",
         "stale",
         "symbol",
     )
@@ -116,9 +136,12 @@ class SequencedFeed:
         max_buffer: int = 10_000,
         last_seq: int = 0,
         instrument: Instrument | None = None,
+        snapshot_timeout_ns: int = DEFAULT_SNAPSHOT_TIMEOUT_NS,
     ) -> None:
         if max_buffer < 1:
-            raise FeedError("FEED_BAD_CONFIG", f"max_buffer must be at least 1, got {max_buffer}")
+            raise FeedError(FeedReason.BAD_CONFIG, f"max_buffer must be at least 1, got {max_buffer}")
+        if snapshot_timeout_ns < 1:
+            raise FeedError(FeedReason.BAD_CONFIG, f"snapshot_timeout_ns must be at least 1, got {snapshot_timeout_ns}")
         self.symbol = symbol
         self.book = book
         self.instrument = instrument  # only needed by on_decimal_deltas
@@ -136,6 +159,12 @@ class SequencedFeed:
         # One re-request per stale episode after an overflow; reset by a snapshot, so a buffer that keeps
         # overflowing does not turn into a snapshot request per message.
         self._resend_requested = False
+        self.snapshot_timeout_ns = snapshot_timeout_ns
+        # Engine time of the first timer tick after the last snapshot request; None until a tick has seen it, or
+        # when no request is outstanding (the book is live). Stamped by the timer rather than by the request
+        # because message handlers have no clock: the re-request therefore comes between one timeout and one
+        # timeout plus a timer period after the request, never earlier.
+        self._requested_at: int | None = None
 
     # --- stream messages ------------------------------------------------------------------------------------
 
@@ -152,9 +181,9 @@ class SequencedFeed:
         try:
             self._check_symbol(message)
             if message.quantity <= 0:
-                raise FeedError("FEED_SIZE_NOT_POSITIVE", f"trade quantity {message.quantity} is not positive")
+                raise FeedError(FeedReason.SIZE_NOT_POSITIVE, f"trade quantity {message.quantity} is not positive")
             if message.price <= 0:
-                raise FeedError("FEED_PRICE_NOT_POSITIVE", f"trade price {message.price} is not positive")
+                raise FeedError(FeedReason.PRICE_NOT_POSITIVE, f"trade price {message.price} is not positive")
         except FeedError as exc:
             return self._reject(exc)
         return self._sequence(message)
@@ -167,7 +196,7 @@ class SequencedFeed:
         An off-grid price or size rejects the whole message; nothing is rounded.
         """
         if self.instrument is None:
-            raise FeedError("FEED_BAD_CONFIG", "on_decimal_deltas needs the feed to be built with an instrument")
+            raise FeedError(FeedReason.BAD_CONFIG, "on_decimal_deltas needs the feed to be built with an instrument")
         try:
             converted = tuple(
                 (side, self.instrument.price_to_ticks(price), self.instrument.qty_to_lots(size))
@@ -184,9 +213,11 @@ class SequencedFeed:
             for levels in (message.bids, message.asks):
                 for price, size in levels:
                     if price <= 0:
-                        raise FeedError("FEED_PRICE_NOT_POSITIVE", f"snapshot price {price} is not positive")
+                        raise FeedError(FeedReason.PRICE_NOT_POSITIVE, f"snapshot price {price} is not positive")
                     if size <= 0:
-                        raise FeedError("FEED_SIZE_NOT_POSITIVE", f"snapshot size {size} at {price} is not positive")
+                        raise FeedError(
+                            FeedReason.SIZE_NOT_POSITIVE, f"snapshot size {size} at {price} is not positive"
+                        )
         except FeedError as exc:
             return self._reject(exc)
         counters = self.counters
@@ -217,6 +248,27 @@ class SequencedFeed:
         else:
             self.stale = False
         return FeedOutcome.SNAPSHOT_LOADED
+
+    def on_timer(self, now_ns: int) -> bool:
+        """Engine timer tick (`now_ns` from the engine clock). Returns True when it re-requested a snapshot.
+
+        While the book is stale a snapshot request is outstanding; if no answer has made the book live within
+        `snapshot_timeout_ns`, the request (or its reply) is taken as lost and sent again, so a single lost packet
+        cannot leave the book stale for ever.
+        """
+        if not self.stale:
+            self._requested_at = None
+            return False
+        requested_at = self._requested_at
+        if requested_at is None:
+            self._requested_at = now_ns
+            return False
+        if now_ns - requested_at < self.snapshot_timeout_ns:
+            return False
+        self.counters.snapshot_timeouts += 1
+        self._request()
+        self._requested_at = now_ns
+        return True
 
     def on_message(self, message: Any) -> FeedOutcome:
         """Dispatch a BookDeltas / TradePrinted / BookSnapshot by shape."""
@@ -295,6 +347,7 @@ class SequencedFeed:
 
     def _request(self) -> None:
         self.counters.snapshots_requested += 1
+        self._requested_at = None  # a fresh request: its timeout starts at the next timer tick
         self._request_snapshot(self.symbol)
 
     def _reject(self, exc: FeedError) -> FeedOutcome:
@@ -304,17 +357,17 @@ class SequencedFeed:
 
     def _check_symbol(self, message: Any) -> None:
         if message.symbol != self.symbol:
-            raise FeedError("FEED_WRONG_SYMBOL", f"message for {message.symbol!r} on the {self.symbol!r} feed")
+            raise FeedError(FeedReason.WRONG_SYMBOL, f"message for {message.symbol!r} on the {self.symbol!r} feed")
 
     def _check_deltas(self, message: Any) -> None:
         self._check_symbol(message)
         for side, price, size in message.deltas:
-            if side not in _SIDES:
-                raise FeedError("FEED_BAD_SIDE", f"side {side!r} is neither BUY (1) nor SELL (-1)")
+            if side not in SIDES:
+                raise FeedError(FeedReason.BAD_SIDE, f"side {side!r} is neither BUY (1) nor SELL (-1)")
             if price <= 0:
-                raise FeedError("FEED_PRICE_NOT_POSITIVE", f"price {price} is not positive")
+                raise FeedError(FeedReason.PRICE_NOT_POSITIVE, f"price {price} is not positive")
             if size < 0:
-                raise FeedError("FEED_SIZE_NEGATIVE", f"size {size} at {price} is negative")
+                raise FeedError(FeedReason.SIZE_NEGATIVE, f"size {size} at {price} is negative")
 
 
 class _Deltas:

@@ -136,9 +136,12 @@ def test_snapshot_that_leaves_a_hole_before_the_buffer_keeps_the_book_stale_and_
         feed.on_book_deltas(bid(seq))
 
     outcome = feed.on_snapshot(snapshot(3, bids=((100, 30),)))
+    stale_after_first, requests_after_first = feed.stale, list(requests)
     feed.on_snapshot(snapshot(6, bids=((100, 60),)))
 
     assert outcome is FeedOutcome.SNAPSHOT_LOADED
+    assert stale_after_first and feed.last_seq == 6
+    assert requests_after_first == [SYMBOL, SYMBOL]
     assert requests == [SYMBOL, SYMBOL]
     assert not feed.stale
     assert feed.last_seq == 6 and feed.book.best_bid_size == 60
@@ -323,3 +326,37 @@ def test_live_book_always_equals_the_venue_book_at_the_last_applied_sequence(upd
     assert not feed.stale
     assert feed.last_seq == len(messages)
     check()
+
+
+def test_a_lost_snapshot_reply_is_requested_again_after_the_timeout_on_the_engine_clock():
+    feed, requests, _ = make_feed(snapshot_timeout_ns=1_000)
+    feed.on_book_deltas(bid(1))
+    feed.on_book_deltas(bid(3))  # gap: one request, whose reply is lost
+
+    ticks = [feed.on_timer(now) for now in (10_000, 10_500, 10_999, 11_000, 11_500, 12_000)]
+
+    assert ticks == [False, False, False, True, False, True]
+    assert requests == [SYMBOL] * 3
+    assert feed.stale and feed.counters.snapshot_timeouts == 2
+
+
+def test_the_timer_asks_for_nothing_while_the_book_is_live_or_once_the_snapshot_arrived():
+    feed, requests, _ = make_feed(snapshot_timeout_ns=1_000)
+    feed.on_book_deltas(bid(1))
+    live = [feed.on_timer(now) for now in (0, 5_000)]
+    feed.on_book_deltas(bid(3))
+    feed.on_timer(10_000)
+
+    feed.on_snapshot(snapshot(3))
+    after = [feed.on_timer(now) for now in (20_000, 40_000)]
+
+    assert live == [False, False] and after == [False, False]
+    assert requests == [SYMBOL] and not feed.stale
+    assert feed.counters.snapshot_timeouts == 0
+
+
+def test_a_snapshot_timeout_below_one_nanosecond_is_refused_at_start_up():
+    with pytest.raises(FeedError) as excinfo:
+        make_feed(snapshot_timeout_ns=0)
+
+    assert excinfo.value.code == "FEED_BAD_CONFIG"
