@@ -211,6 +211,13 @@ class BinanceBookSync:
        step 1.
     Sizes are absolute (0 removes the level), so applying a diff is a series of `book.apply(side, price, size)`.
 
+    Repeated and late diffs are expected on a replayed or re-sent stream and are not breaks of the chain: a diff
+    whose `u` the book already covers (u <= last_update_id) is dropped and counted in `duplicates`, before the pu
+    check, so it can neither be applied twice nor stall the book waiting for a snapshot a replay never gets. A
+    diff that arrives ahead of a missing one breaks the chain (a gap) and waits in the buffer; if the missing diff
+    then arrives (pu == last_update_id) it is applied, counted in `out_of_order`, and the buffered run after it
+    re-syncs the book without a snapshot, as `engine.feed.SequencedFeed` does with a reordered pair.
+
     With `use_snapshot=False` (a capture without a REST snapshot) the book is filled in progressively from the
     first diff: levels that never change during the capture are simply never known. A break in the pu chain then
     clears the book and the fill starts again.
@@ -221,12 +228,15 @@ class BinanceBookSync:
     __slots__ = (
         "_buffer",
         "_loaded_snapshot_id",
+        "_resumable",
         "book",
         "diffs_applied",
         "diffs_dropped",
+        "duplicates",
         "gaps",
         "last_update_id",
         "max_buffer",
+        "out_of_order",
         "snapshots_applied",
         "synced",
         "use_snapshot",
@@ -242,18 +252,32 @@ class BinanceBookSync:
         self.diffs_applied = 0
         self.diffs_dropped = 0  # already covered by the snapshot, or evicted from a full buffer
         self.snapshots_applied = 0
+        self.duplicates = 0  # already covered by the book (u <= last_update_id): a repeat or a late copy, dropped
+        self.out_of_order = 0  # arrived after a later diff had broken the chain, then filled the hole
         self._buffer: list[DepthDiff] = []
+        # True while the book is still a faithful copy as of `last_update_id` although the chain broke after it
+        # (snapshot mode only: progressive mode clears the book on a break), so a late diff can still continue it.
+        self._resumable = False
         # lastUpdateId of a loaded snapshot still waiting for the diff that spans it (rule 3); None otherwise.
         self._loaded_snapshot_id: int | None = None
 
     def on_diff(self, diff: DepthDiff) -> bool:
         """Feed one depthUpdate; True when it was applied to the book now."""
-        if self.synced:
-            if diff.prev_last_update_id != self.last_update_id:
-                self._lose_sync()
-            else:
+        if self.synced or self._resumable:
+            if diff.last_update_id <= self.last_update_id:
+                # A repeat or a late copy of what the book already holds: not a break in the pu chain.
+                self.duplicates += 1
+                return False
+            if diff.prev_last_update_id == self.last_update_id:
+                if self.synced:
+                    self._apply(diff)
+                    return True
+                self.out_of_order += 1  # the late diff that the chain broke on: continue from it
                 self._apply(diff)
+                self._resume()
                 return True
+            if self.synced:
+                self._lose_sync()
         if not self.use_snapshot:
             self._apply(diff)
             self.synced = True
@@ -282,11 +306,15 @@ class BinanceBookSync:
         self.book.load_snapshot(snapshot.bids, snapshot.asks)
         self.snapshots_applied += 1
         self._loaded_snapshot_id = None
+        self._resumable = False
         self.last_update_id = snapshot.last_update_id
         self.synced = False
         pending, self._buffer = self._buffer, []
         applied = 0
         for diff in pending:
+            if self.synced and diff.last_update_id <= self.last_update_id:
+                self.duplicates += 1  # a second copy of a diff buffered while waiting for this snapshot
+                continue
             if not self.synced:
                 if diff.last_update_id < snapshot.last_update_id:
                     self.diffs_dropped += 1  # rule 2
@@ -325,9 +353,30 @@ class BinanceBookSync:
         self.last_update_id = diff.last_update_id
         self.diffs_applied += 1
 
+    def _resume(self) -> None:
+        """After a late diff continued the broken chain: apply the buffered diffs that now follow on.
+
+        The book is synced again once nothing is left buffered; a diff still not reachable means a real hole
+        (a lost diff), and the book keeps waiting for it or for a snapshot.
+        """
+        pending = sorted(self._buffer, key=lambda d: d.last_update_id)
+        self._buffer = []
+        for index, diff in enumerate(pending):
+            if diff.last_update_id <= self.last_update_id:
+                self.duplicates += 1
+            elif diff.prev_last_update_id == self.last_update_id:
+                self._apply(diff)
+            else:
+                self._buffer = pending[index:]
+                return
+        self.synced = True
+        self._resumable = False
+
     def _lose_sync(self) -> None:
         self.gaps += 1
         self.synced = False
-        if not self.use_snapshot:
+        if self.use_snapshot:
+            self._resumable = True
+        else:
             # Progressive mode has no snapshot to come back to: start the fill again from an empty book.
             self.book.clear()

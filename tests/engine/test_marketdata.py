@@ -161,6 +161,49 @@ def test_binance_sync_break_in_the_pu_chain_is_a_gap_that_waits_for_a_new_snapsh
     assert sync.book.best_bid_size == 1
 
 
+def test_binance_sync_drops_and_counts_a_repeated_diff_without_losing_sync():
+    sync = BinanceBookSync(L2Book())
+    sync.on_snapshot(rest_snapshot(4))
+    sync.on_diff(diff(3, 6, 2, bids=[(100, 1)]))
+    sync.on_diff(diff(7, 9, 6, bids=[(100, 2)]))
+
+    repeated = sync.on_diff(diff(7, 9, 6, bids=[(100, 2)]))
+    older = sync.on_diff(diff(3, 6, 2, bids=[(100, 1)]))
+    after = sync.on_diff(diff(10, 11, 9, bids=[(100, 3)]))
+
+    assert (repeated, older, after) == (False, False, True)
+    assert sync.duplicates == 2 and sync.gaps == 0
+    assert sync.synced and not sync.needs_snapshot
+    assert sync.last_update_id == 11 and sync.book.best_bid_size == 3
+
+
+def test_binance_sync_reordered_pair_is_a_gap_then_recovers_without_a_snapshot():
+    sync = BinanceBookSync(L2Book())
+    sync.on_snapshot(rest_snapshot(4))
+    sync.on_diff(diff(3, 6, 2, bids=[(100, 1)]))
+
+    early = sync.on_diff(diff(10, 12, 9, bids=[(100, 3)]))
+    late = sync.on_diff(diff(7, 9, 6, bids=[(100, 2)]))
+    next_in_chain = sync.on_diff(diff(13, 13, 12, asks=[(101, 8)]))
+
+    assert (early, late, next_in_chain) == (False, True, True)
+    assert sync.gaps == 1 and sync.out_of_order == 1 and sync.duplicates == 0
+    assert sync.synced and sync.last_update_id == 13
+    assert (sync.book.best_bid_size, sync.book.best_ask_size) == (3, 8)
+
+
+def test_binance_sync_duplicate_buffered_before_the_snapshot_is_dropped_not_a_gap():
+    sync = BinanceBookSync(L2Book())
+    sync.on_diff(diff(6, 9, 5, bids=[(100, 2)]))
+    sync.on_diff(diff(6, 9, 5, bids=[(100, 2)]))
+    sync.on_diff(diff(10, 14, 9, bids=[(100, 3)]))
+
+    applied = sync.on_snapshot(rest_snapshot(8))
+
+    assert applied == 2 and sync.duplicates == 1 and sync.gaps == 0
+    assert sync.synced and sync.last_update_id == 14
+
+
 def test_binance_sync_snapshot_older_than_every_buffered_diff_is_not_enough():
     sync = BinanceBookSync(L2Book())
     sync.on_diff(diff(10, 14, 9, bids=[(100, 3)]))
