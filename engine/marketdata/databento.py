@@ -15,6 +15,14 @@ Action semantics (Databento MBO, as published for CME Globex / GLBX.MDP3):
   M record right after the F, so applying F as well would remove the liquidity twice.
 Records carry F_LAST on the last record of one venue event; the book is only guaranteed consistent (e.g.
 uncrossed) at those boundaries.
+
+Sequence numbers (`MboSequenceCheck`, one per replayed stream): `sequence` is the venue's message sequence number,
+shared by every record of one venue message, so live records come in non-decreasing order. As in the other feeds, a
+record that repeats one already applied (same sequence, same content) is a duplicate and a record below the last
+sequence is late: both are dropped and counted, never applied twice or out of order. A skip forward is counted as a
+gap but not acted on: a file has no snapshot to ask for, and on CME the sequence is the channel's, so a
+single-instrument file also skips numbers taken by other instruments' messages (the counter is an upper bound on
+loss). Snapshot records (F_SNAPSHOT) carry each order's own last sequence, not a stream position, and are exempt.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import databento_dbn
 import msgspec
 
 from engine.book import BookError, L3Book
-from engine.enums import BookAction
+from engine.enums import BookAction, Side
 from engine.errors import EngineError
 from engine.instruments import Instrument
 
@@ -42,7 +50,7 @@ _ACTIONS = {
     "T": BookAction.TRADE,
     "F": BookAction.FILL,
 }
-_SIDES = {"B": 1, "A": -1, "N": 0}
+_SIDE_BY_LETTER = {"B": Side.BUY, "A": Side.SELL, "N": 0}  # DBN side letters; N (none) on clears and some trades
 F_LAST = databento_dbn.F_LAST
 F_SNAPSHOT = databento_dbn.F_SNAPSHOT
 UNDEF_PRICE = databento_dbn.UNDEF_PRICE
@@ -114,7 +122,7 @@ def iter_mbo_file(path: Path | str, instrument: Instrument, *, instrument_id: in
             ts_recv=record.ts_recv,
             ts_event=record.ts_event,
             action=action,
-            side=_SIDES[str(record.side.value)],
+            side=_SIDE_BY_LETTER[str(record.side.value)],
             order_id=record.order_id,
             price=price,
             size=record.size,
@@ -136,9 +144,52 @@ class MboReplayStats:
     modify_of_unknown_order: int = 0
     crossed_at_event_end: int = 0  # F_LAST boundaries at which the book was crossed
     events: int = 0  # F_LAST boundaries seen
+    sequence_gaps: int = 0  # live records whose sequence skipped past last + 1 (an upper bound on lost messages)
+    duplicates: int = 0  # live records repeating one already applied under the same sequence: dropped
+    out_of_order: int = 0  # live records with a sequence below the last one seen: dropped
 
 
 _LETTER = {value: key for key, value in _ACTIONS.items()}
+
+
+class MboSequenceCheck:
+    """Sequence check of one MBO stream (one instrument's records, in file order); replay thread only.
+
+    `admit(event, stats)` says whether a record may be applied, counting gaps, duplicates and late records in
+    `stats` (see the module docstring for the rules).
+    """
+
+    __slots__ = ("_seen", "last_sequence")
+
+    def __init__(self) -> None:
+        self.last_sequence = 0  # highest live sequence seen; 0 = none yet
+        # Identities of the records applied under `last_sequence`: one venue message yields several records with the
+        # same sequence, so a repeat is recognised by content, not by number alone.
+        self._seen: set[tuple] = set()
+
+    def admit(self, event: MboEvent, stats: MboReplayStats) -> bool:
+        if event.flags & F_SNAPSHOT:
+            return True
+        sequence = event.sequence
+        last = self.last_sequence
+        # ts_recv is left out: a re-received copy is stamped again by the capture server.
+        identity = (event.action, event.side, event.order_id, event.price, event.size, event.flags, event.ts_event)
+        if sequence == last:
+            # Trade prints are not deduplicated: an aggressor sweeping equal orders at one price legitimately
+            # yields identical T records in one message, and a print never changes the book.
+            if identity in self._seen and event.action is not BookAction.TRADE:
+                stats.duplicates += 1
+                return False
+            self._seen.add(identity)
+            return True
+        if sequence < last:
+            stats.out_of_order += 1
+            return False
+        if last and sequence > last + 1:
+            stats.sequence_gaps += 1
+        self.last_sequence = sequence
+        self._seen = {identity}
+        return True
 
 
 def replay_mbo(
@@ -147,17 +198,25 @@ def replay_mbo(
     """Drive an L3 book (a new L3Book unless given) from an MBO file; returns (book, stats).
 
     A record the book refuses (BookError) is counted by reason code and skipped: the book is left unchanged by
-    the refused operation, and a clean file produces none.
+    the refused operation, and a clean file produces none. Duplicate and late records are dropped by sequence.
     """
     book = L3Book(instrument.symbol) if book is None else book
     stats = MboReplayStats()
+    sequence = MboSequenceCheck()
     for event in iter_mbo_file(path, instrument, instrument_id=instrument_id):
-        apply_mbo_event(book, event, stats)
+        apply_mbo_event(book, event, stats, sequence=sequence)
     return book, stats
 
 
-def apply_mbo_event(book: Any, event: MboEvent, stats: MboReplayStats) -> None:
-    """Apply one MBO record to an L3 book with Databento's semantics, counting it in `stats`."""
+def apply_mbo_event(
+    book: Any, event: MboEvent, stats: MboReplayStats, *, sequence: MboSequenceCheck | None = None
+) -> None:
+    """Apply one MBO record to an L3 book with Databento's semantics, counting it in `stats`.
+
+    With `sequence` (the stream's MboSequenceCheck) a duplicate or late record is counted and not applied.
+    """
+    if sequence is not None and not sequence.admit(event, stats):
+        return
     action = event.action
     stats.actions[_LETTER[action]] += 1
     if event.flags & F_SNAPSHOT:

@@ -20,7 +20,15 @@ from engine.marketdata.binance import (
     DepthSnapshot,
     iter_binance_file,
 )
-from engine.marketdata.databento import F_LAST, MboEvent, MboReplayStats, apply_mbo_event, iter_mbo_file, replay_mbo
+from engine.marketdata.databento import (
+    F_LAST,
+    MboEvent,
+    MboReplayStats,
+    MboSequenceCheck,
+    apply_mbo_event,
+    iter_mbo_file,
+    replay_mbo,
+)
 from engine.marketdata.l1csv import L1FormatError, iter_histdata_csv, iter_truefx_csv
 from engine.marketdata.paths import shared_data_dir
 from engine.marketdata.replay import measure_binance_agreement
@@ -283,6 +291,8 @@ def test_databento_mbo_replay_counts_match_sources_and_the_book_ends_sane():
         Decimal("5214.25"),
     )
     assert len(book) == 13678 - 80  # each cancel in this file removes a whole order; modifies keep it
+    # The CME sequence is the channel's: 5 numbers are skipped by messages that carry no ESM4 record.
+    assert (stats.sequence_gaps, stats.duplicates, stats.out_of_order) == (5, 0, 0)
 
 
 @needs_data
@@ -297,7 +307,7 @@ def test_databento_mbo_price_off_the_instrument_grid_is_refused():
     assert excinfo.value.code == "PRICE_OFF_TICK"
 
 
-def mbo(action: BookAction, order_id: int, side: int, price: int, size: int) -> MboEvent:
+def mbo(action: BookAction, order_id: int, side: int, price: int, size: int, sequence: int = 0) -> MboEvent:
     return MboEvent(
         ts_recv=0,
         ts_event=0,
@@ -307,9 +317,39 @@ def mbo(action: BookAction, order_id: int, side: int, price: int, size: int) -> 
         price=price,
         size=size,
         flags=F_LAST,
-        sequence=0,
+        sequence=sequence,
         instrument_id=1,
     )
+
+
+def test_databento_replay_drops_a_duplicated_record_and_counts_a_dropped_one_as_a_gap():
+    book, stats, sequence = L3Book(), MboReplayStats(), MboSequenceCheck()
+    records = [
+        mbo(BookAction.ADD, 1, 1, 99, 5, sequence=10),
+        mbo(BookAction.ADD, 2, -1, 101, 4, sequence=11),
+        mbo(BookAction.CANCEL, 2, -1, 101, 1, sequence=11),
+        mbo(BookAction.CANCEL, 2, -1, 101, 1, sequence=11),  # duplicated: would take a second lot
+        # sequence 12 was lost
+        mbo(BookAction.CANCEL, 1, 1, 99, 2, sequence=13),
+        mbo(BookAction.CANCEL, 1, 1, 99, 2, sequence=10),  # late: older than what was applied
+    ]
+
+    for record in records:
+        apply_mbo_event(book, record, stats, sequence=sequence)
+
+    assert book.order(2) == (-1, 101, 3)
+    assert book.order(1) == (1, 99, 3)
+    assert (stats.duplicates, stats.sequence_gaps, stats.out_of_order) == (1, 1, 1)
+    assert stats.applied == 4 and stats.refused == {}
+
+
+def test_databento_identical_trade_prints_in_one_message_are_all_kept():
+    book, stats, sequence = L3Book(), MboReplayStats(), MboSequenceCheck()
+
+    for _ in range(2):
+        apply_mbo_event(book, mbo(BookAction.TRADE, 7, 1, 100, 1, sequence=5), stats, sequence=sequence)
+
+    assert stats.prints == 2 and stats.duplicates == 0
 
 
 def test_databento_trade_and_fill_are_prints_and_the_following_cancel_removes_the_liquidity():
