@@ -509,8 +509,10 @@ class RiskGate:
                 return Denial(RiskCode.MESSAGE_RATE, f"{max_messages} messages already sent in {window_ns} ns ({name})")
 
         dup_window = resolved.dup_window_ns
+        dup_key = None
         if dup_window is not None and not replace:
-            last = self._dup_last.get((strategy_id, symbol, side, price, quantity))
+            dup_key = (strategy_id, symbol, side, price, quantity)
+            last = self._dup_last.get(dup_key)
             if last is not None and now - last < dup_window:
                 return Denial(
                     RiskCode.DUPLICATE_ORDER,
@@ -518,24 +520,24 @@ class RiskGate:
                     f"({resolved.dup_level})",
                 )
 
-        # One pass over the symbol's working orders (this one included: it is PENDING_NEW in the OMS) gives the
-        # worst-case same-side lots and their notional, per strategy and net, and finds a self-match.
-        symbol_orders = self._oms.working_orders(symbol=symbol)
-        strategy_lots = net_lots = strategy_notional = net_notional = 0
+        # One pass over the account's working orders (this one included: it is PENDING_NEW in the OMS) gives the
+        # symbol's open orders, its worst-case same-side lots and their notional, per strategy and net, and finds a
+        # self-match. Filtering here costs less than asking the OMS for a filtered list.
+        working_orders = self._oms.working_orders()
+        symbol_open = strategy_lots = net_lots = strategy_notional = net_notional = 0
         crossing = None
-        for working in symbol_orders:
+        for working in working_orders:
+            if working.symbol != symbol:
+                continue
+            symbol_open += 1
             if working.side == side:
-                if working is order:
-                    lots = new_leaves
-                    wprice = notional_price
-                else:
-                    lots = working.worst_case_leaves() if working.pending_replace_id else working.leaves_quantity
-                    wprice = working.price if working.order_type != _MARKET else notional_price
+                lots = working.worst_case_leaves() if working.pending_replace_id else working.leaves_quantity
+                value = lots * (working.price or notional_price)  # a MARKET order (price 0) at the reference
                 net_lots += lots
-                net_notional += lots * wprice
+                net_notional += value
                 if working.strategy_id == strategy_id:
                     strategy_lots += lots
-                    strategy_notional += lots * wprice
+                    strategy_notional += value
             elif crossing is None and working.strategy_id != strategy_id:
                 # Would this order trade against a resting order of another strategy of the same account (a wash
                 # trade)? A replace in flight may rest at either price, so both count.
@@ -553,16 +555,24 @@ class RiskGate:
                 f"{side.name} @{price or 'MKT'} would cross {crossing.client_order_id} of strategy "
                 f"{crossing.strategy_id} @{crossing.price}",
             )
+        if replace:
+            # The pass counted the order on its current terms; count it on the new ones instead.
+            current = order.worst_case_leaves()
+            change = new_leaves * price - current * order.price
+            net_lots += new_leaves - current
+            strategy_lots += new_leaves - current
+            net_notional += change
+            strategy_notional += change
 
         if not replace:
             limit = resolved.open_firm
-            if limit is not None and (count := self._oms.open_order_count()) > limit[0]:
+            if limit is not None and (count := len(working_orders)) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
             limit = resolved.open_strategy
             if limit is not None and (count := self._oms.open_order_count(strategy_id=strategy_id)) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
             limit = resolved.open_symbol
-            if limit is not None and (count := len(symbol_orders)) > limit[0]:
+            if limit is not None and (count := symbol_open) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
 
         if not adds_risk:
@@ -653,7 +663,7 @@ class RiskGate:
             while messages[0] <= horizon:
                 messages.popleft()
         if self._dup_retention_ns:
-            self._record_duplicate((strategy_id, symbol, side, price, quantity), now)
+            self._record_duplicate(dup_key or (strategy_id, symbol, side, price, quantity), now)
         if states.counts_orders:
             states.on_order_sent(strategy_id=strategy_id, symbol=symbol)
         return _PASS
