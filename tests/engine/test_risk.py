@@ -7,13 +7,15 @@ from decimal import Decimal
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.clock import FakeClock
 from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce
 from engine.instruments import InstrumentRegistry
 from engine.oms import Oms
 from engine.portfolio import Portfolio
-from engine.protocol import ExecutionReport, RiskLimits, Scope
+from engine.protocol import ExecutionReport, OrderFilled, RiskLimits, Scope
 from engine.risk import Denial, RiskCode, RiskError, RiskGate
 from engine.trading_state import TradingStates
 
@@ -812,3 +814,95 @@ def test_the_gate_reports_limits_sorted_for_the_state_snapshot():
 
 def test_codes_are_prefixed_by_subsystem():
     assert all(c.value.startswith(("RISK_", "STATE_")) for c in RiskCode)
+
+
+# --- property: no sequence of orders, fills and cancels gets the worst case past a position limit ------------------
+
+_ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("order"),
+            st.sampled_from(["mm-1", "mm-2"]),
+            st.sampled_from([BUY, SELL]),
+            st.integers(1, 6),
+            st.integers(-3, 3),
+        ),
+        st.tuples(st.just("fill"), st.integers(0, 20), st.integers(1, 6)),
+        st.tuples(st.just("cancel"), st.integers(0, 20)),
+    ),
+    max_size=40,
+)
+
+
+def _report(desk: Desk, order, exec_type: ExecType, **kw) -> list:
+    desk.reports += 1
+    fields = {
+        "exec_id": f"e{desk.reports}",
+        "client_order_id": order.client_order_id,
+        "venue_order_id": desk.reports,
+        "account": "ACC-1",
+        "symbol": order.symbol,
+        "side": order.side,
+        "order_type": order.order_type,
+        "time_in_force": order.time_in_force,
+        "exec_type": exec_type,
+        "price": order.price,
+        "quantity": order.quantity,
+        "ts": desk.clock.now(),
+    }
+    fields.update(kw)
+    return desk.oms.on_execution_report(ExecutionReport(**fields))
+
+
+@settings(max_examples=60, deadline=None)
+@given(actions=_ACTIONS)
+def test_no_sequence_of_orders_fills_and_cancels_gets_the_worst_case_position_past_a_limit(actions):
+    desk = Desk()
+    desk.reports = 0
+    desk.gate.set_limits(Scope.firm(), limits(max_position="0.010"))  # 10 lots net over both strategies
+    desk.gate.set_limits(Scope.strategy("mm-1"), limits(max_position="0.006"))
+
+    for action in actions:
+        desk.clock.advance(1_000)
+        if action[0] == "order":
+            _, strategy, side, qty, offset = action
+            desk.submit(strategy=strategy, side=side, qty=qty, price=REF + offset)
+        else:
+            working = desk.oms.working_orders()
+            if not working:
+                continue
+            order = working[action[1] % len(working)]
+            if action[0] == "fill":
+                qty = min(action[2], order.leaves_quantity)
+                cum = order.cum_quantity + qty
+                events = _report(
+                    desk,
+                    order,
+                    ExecType.TRADE,
+                    status=OrderStatus.FILLED if cum == order.quantity else OrderStatus.PARTIALLY_FILLED,
+                    last_price=order.price,
+                    last_quantity=qty,
+                    leaves_quantity=order.quantity - cum,
+                    cum_quantity=cum,
+                )
+                for event in events:
+                    if isinstance(event, OrderFilled):  # a fill on PENDING_NEW also acknowledges the order
+                        desk.fill(strategy=event.strategy_id, side=event.side, price=event.last_price, qty=qty)
+            else:
+                _report(
+                    desk,
+                    order,
+                    ExecType.CANCELED,
+                    status=OrderStatus.CANCELED,
+                    leaves_quantity=0,
+                    cum_quantity=order.cum_quantity,
+                )
+
+        for side in (BUY, SELL):
+            s = int(side)
+            net = desk.portfolio.net_position(SYM) * s + desk.oms.working_quantity(symbol=SYM, side=side)
+            own = desk.portfolio.position("mm-1", SYM) * s + desk.oms.working_quantity(
+                strategy_id="mm-1", symbol=SYM, side=side
+            )
+            assert net <= 10
+            assert own <= 6
