@@ -524,21 +524,26 @@ class RiskGate:
         # symbol's open orders, its worst-case same-side lots and their notional, per strategy and net, and finds a
         # self-match. Filtering here costs less than asking the OMS for a filtered list.
         working_orders = self._oms.working_orders()
-        symbol_open = strategy_lots = net_lots = strategy_notional = net_notional = 0
+        count_strategy = resolved.open_strategy is not None and not replace
+        symbol_open = strategy_open = strategy_lots = net_lots = strategy_notional = net_notional = 0
         crossing = None
         for working in working_orders:
+            mine = working.strategy_id == strategy_id
             if working.symbol != symbol:
+                if count_strategy and mine:
+                    strategy_open += 1
                 continue
             symbol_open += 1
+            strategy_open += mine
             if working.side == side:
                 lots = working.worst_case_leaves() if working.pending_replace_id else working.leaves_quantity
                 value = lots * (working.price or notional_price)  # a MARKET order (price 0) at the reference
                 net_lots += lots
                 net_notional += value
-                if working.strategy_id == strategy_id:
+                if mine:
                     strategy_lots += lots
                     strategy_notional += value
-            elif crossing is None and working.strategy_id != strategy_id:
+            elif crossing is None and not mine:
                 # Would this order trade against a resting order of another strategy of the same account (a wash
                 # trade)? A replace in flight may rest at either price, so both count.
                 other = working.price
@@ -569,7 +574,7 @@ class RiskGate:
             if limit is not None and (count := len(working_orders)) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
             limit = resolved.open_strategy
-            if limit is not None and (count := self._oms.open_order_count(strategy_id=strategy_id)) > limit[0]:
+            if limit is not None and (count := strategy_open) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
             limit = resolved.open_symbol
             if limit is not None and (count := symbol_open) > limit[0]:

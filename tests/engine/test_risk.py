@@ -459,6 +459,23 @@ def test_a_message_reported_without_scope_counts_for_the_firm_only():
     assert "firm" in firm_full.reason
 
 
+def test_a_strategys_open_orders_count_in_every_symbol_and_an_instruments_for_every_strategy():
+    desk = Desk()
+    desk.gate.set_limits(Scope.strategy("mm-1"), limits(max_open_orders=2))
+    desk.gate.set_limits(Scope.instrument(OTHER_SYM), limits(max_open_orders=2))
+    assert desk.submit(symbol=OTHER_SYM, price=10_000, ref=10_000) is None
+    assert desk.submit() is None
+
+    strategy_full = desk.submit(price=REF - 1)
+    other_strategy = desk.submit(strategy="mm-2", symbol=OTHER_SYM, price=9_999, ref=10_000)
+    instrument_full = desk.submit(strategy="mm-3", symbol=OTHER_SYM, price=9_998, ref=10_000)
+
+    assert code(strategy_full) == "RISK_MAX_OPEN_ORDERS"
+    assert other_strategy is None
+    assert code(instrument_full) == "RISK_MAX_OPEN_ORDERS"
+    assert f"instrument {OTHER_SYM}" in instrument_full.reason
+
+
 def test_a_reducing_order_passes_a_position_limit_already_exceeded():
     desk = Desk()
     desk.fill(side=BUY, price=REF, qty=3000)
