@@ -55,6 +55,9 @@ DECIMAL_MAX_ADJUSTED_EXPONENT = 18
 # (`side in SIDES`, a dict lookup on plain ints, cheaper than building the enum) and to turn an int into a Side.
 SIDES: dict[int, Side] = {int(side): side for side in Side}
 
+# `VenueRequestSnapshot.depth` meaning "every level" (the books' own API spells that `depth(None)`).
+FULL_DEPTH = 0
+
 # Ext type code carrying a strategy parameter Decimal: str-encoded Decimals would be indistinguishable from
 # str parameters once decoded into `dict[str, Any]`.
 _EXT_PARAM_DECIMAL = 1
@@ -337,8 +340,15 @@ class VenueQueryOrder(_Message, frozen=True, kw_only=True):
 
 
 class VenueRequestSnapshot(_Message, frozen=True, kw_only=True):
+    """Ask for the book of `symbol`: `depth` levels per side, or every level when `depth` is FULL_DEPTH (0).
+
+    On the wire 0 means "all levels", whereas the engine's books read `depth(0)` as "no levels" and `depth(None)` as
+    all: the venue translates FULL_DEPTH to None and never hands a wire depth of 0 to a book. Answered by a
+    `BookSnapshot`, or a `VenueCommandRejected` (UNKNOWN_SYMBOL) for a symbol the venue does not list.
+    """
+
     symbol: Symbol
-    depth: Count = 0  # 0 = full depth
+    depth: Count = 0  # FULL_DEPTH = every level
 
 
 # --- venue -> engine events -------------------------------------------------------------------------------------
@@ -413,6 +423,22 @@ class BookSnapshot(_Message, frozen=True, kw_only=True):
             for price, size in getattr(self, name):
                 if not (0 <= price <= MAX_INT64) or not (1 <= size <= MAX_INT64):
                     raise _error(ProtocolErrorCode.INVALID_FIELD, self, name, f"bad level {(price, size)!r}")
+
+
+class VenueCommandRejected(_Message, frozen=True, kw_only=True):
+    """The venue could not act on a command and no ExecutionReport can say so (FIX BusinessMessageReject, 35=j):
+    a snapshot request for a symbol it does not list, an order command whose ids cannot be echoed in a report
+    (empty or too long), or an object that is not a venue command. Nothing changed at the venue.
+
+    `command` is the refused message's type name; `client_order_id` and `symbol` echo the command's when they are
+    valid protocol values, else they are empty (the `reason` then says what was wrong)."""
+
+    command: Code
+    code: Code
+    symbol: OptionalSymbol = ""
+    client_order_id: OptionalId = ""
+    reason: Text = ""
+    ts: Nanos = 0
 
 
 # --- console -> engine commands (each gets exactly one reply) -------------------------------------------------
@@ -821,7 +847,7 @@ class StateSnapshot(_Message, frozen=True, kw_only=True):
 VenueCommand = (
     VenuePlaceOrder | VenueCancelOrder | VenueReplaceOrder | VenueMassCancel | VenueQueryOrder | VenueRequestSnapshot
 )
-VenueEvent = ExecutionReport | BookDeltas | TradePrinted | BookSnapshot
+VenueEvent = ExecutionReport | BookDeltas | TradePrinted | BookSnapshot | VenueCommandRejected
 Command = (
     SubmitOrder
     | CancelOrder
@@ -1021,7 +1047,9 @@ def _registry_plan(cls: type[_Struct]) -> tuple[tuple[str, int], ...]:
     for field in msgspec.inspect.type_info(cls).fields:
         ftype = field.type
         if field.name == "symbol":
-            plan.append((field.name, _SYMBOL))
+            # A rejection echoes the symbol it refused, which is typically one the registry does not know.
+            if cls is not VenueCommandRejected:
+                plan.append((field.name, _SYMBOL))
         elif cls is Scope and field.name == "name":
             plan.append((field.name, _SCOPE_NAME))
         elif field.name == "restricted_symbols":
@@ -1243,6 +1271,7 @@ class Codec:
 __all__ = [
     "COMMAND_TYPES",
     "EVENT_TYPES",
+    "FULL_DEPTH",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "REPLY_TYPES",
@@ -1316,6 +1345,7 @@ __all__ = [
     "UpdateStrategyParams",
     "VenueCancelOrder",
     "VenueCommand",
+    "VenueCommandRejected",
     "VenueEvent",
     "VenueMassCancel",
     "VenuePlaceOrder",

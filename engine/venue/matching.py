@@ -209,13 +209,17 @@ class MatchingCore:
     def __contains__(self, oid: object) -> bool:
         return oid in self._orders
 
-    def order_ids(self) -> list[int]:
-        return list(self._orders)
+    def depth(self, n: int | None = None) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The best `n` aggregated levels per side (all when None): bids descending, asks ascending.
 
-    def depth(self, n: int = 0) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Aggregated levels (bids descending, asks ascending); n = 0 means all."""
-        bid_keys = self._bid_keys[::-1] if n <= 0 else self._bid_keys[: -n - 1 : -1]
-        ask_keys = self._ask_keys[::-1] if n <= 0 else self._ask_keys[: -n - 1 : -1]
+        The books' convention (`L2Book.depth`): 0 means no levels, not all of them; a negative `n` is a caller bug.
+        """
+        if n is None:
+            bid_keys, ask_keys = self._bid_keys[::-1], self._ask_keys[::-1]
+        elif n < 0:
+            raise ValueError(f"depth must be None (all levels) or >= 0, got {n}")
+        else:
+            bid_keys, ask_keys = self._bid_keys[: -n - 1 : -1], self._ask_keys[: -n - 1 : -1]
         bids = [(p, self._bids[p][2]) for p in bid_keys]
         asks = [(-k, self._asks[-k][2]) for k in ask_keys]
         return bids, asks

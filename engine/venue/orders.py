@@ -5,17 +5,24 @@ Split from `venue.py` so that the order-entry logic there reads on its own; noth
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from engine.enums import OrderStatus, OrderType, Side, TimeInForce
 from engine.errors import EngineError
 
 
-class Reason:
-    """Reason codes carried by execution reports (`reason_code`)."""
+class Reason(StrEnum):
+    """Reason codes carried by execution reports (`reason_code`) and `VenueCommandRejected.code`.
+
+    A StrEnum: each member is its string value, so reports, journals and comparisons with plain strings see the
+    same codes as before they were an enum."""
 
     UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
     INVALID_QUANTITY = "INVALID_QUANTITY"  # zero or negative quantity
     INVALID_PRICE = "INVALID_PRICE"  # LIMIT without a positive price, MARKET with one
-    INVALID_ORDER = "INVALID_ORDER"  # post-only on a MARKET, IOC or FOK order
+    INVALID_ORDER = "INVALID_ORDER"  # post-only on a MARKET, IOC or FOK order; an unknown order type or TIF
+    INVALID_SIDE = "INVALID_SIDE"  # side neither BUY (1) nor SELL (-1); the reject report shows BUY as a placeholder
+    INVALID_ID = "INVALID_ID"  # an id, account or symbol that is not 1..64 (symbol 1..32) characters of text
     DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"  # the account used this id before on this venue
     POST_ONLY_WOULD_CROSS = "POST_ONLY_WOULD_CROSS"
     FOK_NOT_FILLABLE = "FOK_NOT_FILLABLE"
@@ -27,13 +34,12 @@ class Reason:
     REPLACE_BELOW_FILLED = "REPLACE_BELOW_FILLED"  # replaced to a quantity at or below what already filled
     MASS_CANCEL = "MASS_CANCEL"
     DAY_EXPIRY = "DAY_EXPIRY"
+    # Handed something that is not a venue command; the string is the code it had when it was a VenueError.
+    UNKNOWN_COMMAND = "VENUE_UNKNOWN_COMMAND"
 
 
 class VenueError(EngineError):
     """A request that is not an order problem but a caller bug (snapshot of an unknown symbol, unknown message)."""
-
-
-SIDES = {1: Side.BUY, -1: Side.SELL}
 
 
 class VenueOrder:

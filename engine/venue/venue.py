@@ -6,9 +6,13 @@ most one `BookDeltas` per symbol holding the net change of every level the comma
 `TradePrinted` share one market-data sequence per symbol, contiguous from 1, so `snapshot()` taken between two
 commands, plus every later delta, reproduces the book.
 
-Nothing is raised for a bad order: it becomes a REJECTED (or CANCEL_REJECTED) report with a reason code from
-`Reason`, and the book is unchanged. The venue never reads the wall clock: a command's `ts` is used when positive,
-otherwise the `clock` passed in.
+Nothing is raised on venue input: a bad order becomes a REJECTED (or CANCEL_REJECTED) report with a reason code
+from `Reason`, and the book is unchanged. What a report cannot carry (an empty or over-long id, a snapshot request
+for an unlisted symbol, an object that is not a venue command) is answered by a `VenueCommandRejected`. Every
+client_order_id an account sends, on new orders, cancels, replaces and mass cancels alike, is used once: a command
+reusing one is refused with DUPLICATE_CLIENT_ORDER_ID (a cancel/replace may repeat its own order's id), so no
+report can carry one order's id for another. The venue never reads the wall clock: a command's `ts` is used when
+positive, otherwise the `clock` passed in.
 """
 
 from __future__ import annotations
@@ -16,13 +20,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.enums import ExecType, OrderStatus, OrderType, TimeInForce
+import msgspec
+
+from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce
 from engine.protocol import (
+    CODE_MAX_LENGTH,
+    FULL_DEPTH,
+    ID_MAX_LENGTH,
+    MAX_INT64,
+    SIDES,
+    SYMBOL_MAX_LENGTH,
+    TEXT_MAX_LENGTH,
     BookDeltas,
     BookSnapshot,
     ExecutionReport,
     TradePrinted,
     VenueCancelOrder,
+    VenueCommandRejected,
     VenueMassCancel,
     VenuePlaceOrder,
     VenueQueryOrder,
@@ -41,7 +55,18 @@ from engine.venue.matching import (
     REJECTED_POST_ONLY,
     MatchingCore,
 )
-from engine.venue.orders import SIDES, Reason, VenueError, VenueOrder, placeholder, status_after_fill, status_open
+from engine.venue.orders import Reason, VenueError, VenueOrder, placeholder, status_after_fill, status_open
+
+_ORDER_TYPES = frozenset(OrderType)
+_TIMES_IN_FORCE = frozenset(TimeInForce)
+
+
+def _id_problem(name: str, value: object, max_length: int = ID_MAX_LENGTH) -> str:
+    """Why `value` cannot travel as a protocol id (so no report could echo it), or "" when it can."""
+    if type(value) is str and 0 < len(value) <= max_length:
+        return ""
+    shown = repr(value)[:40]
+    return f"{name} {shown} is not 1 to {max_length} characters of text"
 
 
 class _SymbolState:
@@ -85,7 +110,14 @@ class Venue:
         """Apply one protocol command; returns the messages it caused (reports, trades, deltas, snapshot)."""
         handler = self._handlers.get(type(command))
         if handler is None:
-            raise VenueError("VENUE_UNKNOWN_COMMAND", f"the venue does not handle {type(command).__name__}")
+            return [
+                self._command_reject(
+                    type(command).__name__,
+                    Reason.UNKNOWN_COMMAND,
+                    f"the venue does not handle {type(command).__name__}",
+                    self._clock(),
+                )
+            ]
         return handler(command)
 
     @property
@@ -108,10 +140,15 @@ class Venue:
             return list(self._open.get(account, {}).values())
         return [o for orders in self._open.values() for o in orders.values()]
 
-    def snapshot(self, symbol: str, depth: int = 0, ts: int = 0) -> BookSnapshot:
+    def snapshot(self, symbol: str, depth: int | None = None, ts: int = 0) -> BookSnapshot:
+        """The book of a listed symbol: the best `depth` levels per side, all of them when None (the books'
+        convention; a wire `VenueRequestSnapshot.depth` of FULL_DEPTH is translated by `handle`). In-process query:
+        raises VenueError for a symbol the venue does not list."""
         state = self._state(symbol)
         bids, asks = state.core.depth(depth)
-        return BookSnapshot(symbol=symbol, seq=state.md_seq, ts=ts or self._clock(), bids=tuple(bids), asks=tuple(asks))
+        return BookSnapshot(
+            symbol=symbol, seq=state.md_seq, ts=ts if ts > 0 else self._clock(), bids=tuple(bids), asks=tuple(asks)
+        )
 
     def place_order(
         self,
@@ -127,14 +164,21 @@ class Venue:
         post_only: bool = False,
         ts: int = 0,
     ) -> list:
-        ts = ts or self._clock()
-        side = SIDES[side]
+        ts = ts if ts > 0 else self._clock()
+        problem = self._ids_problem(client_order_id, account, symbol)
+        if problem:
+            return [
+                self._command_reject(
+                    "VenuePlaceOrder", Reason.INVALID_ID, problem, ts, client_order_id=client_order_id, symbol=symbol
+                )
+            ]
+        side_member = SIDES.get(side)
         order = VenueOrder(
             venue_order_id=0,
             client_order_id=client_order_id,
             account=account,
             symbol=symbol,
-            side=side,
+            side=side_member or Side.BUY,
             order_type=order_type,
             time_in_force=time_in_force,
             price=price,
@@ -142,11 +186,12 @@ class Venue:
             post_only=post_only,
         )
         out: list = []
-        reason = self._check_new(order)
+        reason = self._check_new(order) if side_member is not None else Reason.INVALID_SIDE
         if reason:
             self._use_id(account, client_order_id)
-            out.append(self._report(order, ExecType.REJECTED, OrderStatus.REJECTED, ts, leaves=0, reason=reason))
+            out.append(self._new_reject(order, reason, ts, side))
             return out
+        side = side_member
         state = self._symbols[symbol]
         core = state.core
         self._use_id(account, client_order_id)
@@ -195,9 +240,18 @@ class Venue:
     def cancel_order(
         self, *, client_order_id: str, orig_client_order_id: str, account: str, symbol: str, ts: int = 0
     ) -> list:
-        ts = ts or self._clock()
+        ts = ts if ts > 0 else self._clock()
+        problem = self._ids_problem(client_order_id, account, symbol, orig_client_order_id)
+        if problem:
+            return [
+                self._command_reject(
+                    "VenueCancelOrder", Reason.INVALID_ID, problem, ts, client_order_id=client_order_id, symbol=symbol
+                )
+            ]
         order, reason = self._find(account, orig_client_order_id, symbol)
-        if order is None:
+        if order is not None and self._reused(account, client_order_id, orig_client_order_id):
+            reason = Reason.DUPLICATE_CLIENT_ORDER_ID
+        if reason:
             return [
                 self._cancel_reject(
                     cl_id=client_order_id,
@@ -206,11 +260,13 @@ class Venue:
                     symbol=symbol,
                     reason=reason,
                     ts=ts,
+                    order=order,
                 )
             ]
         state = self._symbols[order.symbol]
         state.core.cancel(order.venue_order_id)
         self._unregister(order)
+        self._use_id(account, client_order_id)
         out = [
             self._report(
                 order,
@@ -241,7 +297,14 @@ class Venue:
         Same price and a lower quantity keep time priority; a price change or a larger quantity loses it; a
         quantity at or below the filled quantity cancels the order; a price that now crosses trades at once.
         """
-        ts = ts or self._clock()
+        ts = ts if ts > 0 else self._clock()
+        problem = self._ids_problem(client_order_id, account, symbol, orig_client_order_id)
+        if problem:
+            return [
+                self._command_reject(
+                    "VenueReplaceOrder", Reason.INVALID_ID, problem, ts, client_order_id=client_order_id, symbol=symbol
+                )
+            ]
         order, reason = self._find(account, orig_client_order_id, symbol)
         if order is None:
             return [
@@ -254,11 +317,11 @@ class Venue:
                     ts=ts,
                 )
             ]
-        if quantity <= 0:
+        if not 0 < quantity <= MAX_INT64:
             reason = Reason.INVALID_QUANTITY
-        elif price <= 0:
+        elif not 0 < price <= MAX_INT64:
             reason = Reason.INVALID_PRICE
-        elif client_order_id != orig_client_order_id and client_order_id in self._used_ids.get(account, ()):
+        elif self._reused(account, client_order_id, orig_client_order_id):
             reason = Reason.DUPLICATE_CLIENT_ORDER_ID
         if reason:
             return [
@@ -324,18 +387,31 @@ class Venue:
 
     def mass_cancel(self, *, client_order_id: str, account: str, symbol: str = "", ts: int = 0) -> list:
         """Cancel every open order of `account` (on `symbol`, or on every symbol when it is "")."""
-        ts = ts or self._clock()
+        ts = ts if ts > 0 else self._clock()
+        problem = self._ids_problem(client_order_id, account, symbol or "*")
+        if problem:
+            return [
+                self._command_reject(
+                    "VenueMassCancel", Reason.INVALID_ID, problem, ts, client_order_id=client_order_id, symbol=symbol
+                )
+            ]
+        reason = ""
         if symbol and symbol not in self._symbols:
+            reason = Reason.UNKNOWN_SYMBOL
+        elif client_order_id in self._used_ids.get(account, ()):
+            reason = Reason.DUPLICATE_CLIENT_ORDER_ID
+        if reason:
             return [
                 self._cancel_reject(
                     cl_id=client_order_id,
                     orig_cl_id="",
                     account=account,
                     symbol=symbol,
-                    reason=Reason.UNKNOWN_SYMBOL,
+                    reason=reason,
                     ts=ts,
                 )
             ]
+        self._use_id(account, client_order_id)
         victims = [o for o in self._open.get(account, {}).values() if not symbol or o.symbol == symbol]
         out: list = []
         touched: dict[str, _SymbolState] = {}
@@ -361,7 +437,14 @@ class Venue:
         return out
 
     def query_order(self, *, client_order_id: str, account: str, symbol: str, ts: int = 0) -> list:
-        ts = ts or self._clock()
+        ts = ts if ts > 0 else self._clock()
+        problem = self._ids_problem(client_order_id, account, symbol)
+        if problem:
+            return [
+                self._command_reject(
+                    "VenueQueryOrder", Reason.INVALID_ID, problem, ts, client_order_id=client_order_id, symbol=symbol
+                )
+            ]
         order, reason = self._find(account, client_order_id, symbol)
         if order is None:
             return [
@@ -378,7 +461,7 @@ class Venue:
 
     def expire_day_orders(self, ts: int = 0) -> list:
         """End of the trading day: every open DAY order expires."""
-        ts = ts or self._clock()
+        ts = ts if ts > 0 else self._clock()
         out: list = []
         touched: dict[str, _SymbolState] = {}
         for order in [o for o in self.open_orders() if o.time_in_force == TimeInForce.DAY]:
@@ -436,7 +519,18 @@ class Venue:
         return self.query_order(client_order_id=c.client_order_id, account=c.account, symbol=c.symbol)
 
     def _on_snapshot(self, c: VenueRequestSnapshot) -> list:
-        return [self.snapshot(c.symbol, c.depth)]
+        if c.symbol not in self._symbols:
+            return [
+                self._command_reject(
+                    "VenueRequestSnapshot",
+                    Reason.UNKNOWN_SYMBOL,
+                    f"the venue does not list {c.symbol!r}",
+                    self._clock(),
+                    symbol=c.symbol,
+                )
+            ]
+        # The wire's 0 means every level; the core (like the books) reads 0 as none and None as all.
+        return [self.snapshot(c.symbol, None if c.depth == FULL_DEPTH else c.depth)]
 
     # ------------------------------------------------------------------ internals
 
@@ -449,12 +543,14 @@ class Venue:
     def _check_new(self, order: VenueOrder) -> str:
         if order.symbol not in self._symbols:
             return Reason.UNKNOWN_SYMBOL
-        if order.quantity <= 0:
+        if order.order_type not in _ORDER_TYPES or order.time_in_force not in _TIMES_IN_FORCE:
+            return Reason.INVALID_ORDER
+        if not 0 < order.quantity <= MAX_INT64:
             return Reason.INVALID_QUANTITY
         if order.order_type == OrderType.MARKET:
             if order.price != 0:
                 return Reason.INVALID_PRICE
-        elif order.price <= 0:
+        elif not 0 < order.price <= MAX_INT64:
             return Reason.INVALID_PRICE
         if order.post_only and (
             order.order_type == OrderType.MARKET or order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
@@ -476,6 +572,20 @@ class Venue:
         if order.symbol != symbol:
             return None, Reason.SYMBOL_MISMATCH
         return order, ""
+
+    def _reused(self, account: str, client_order_id: str, orig_client_order_id: str) -> bool:
+        """Would a cancel/replace's own id name a second order? Repeating the target order's id is allowed."""
+        return client_order_id != orig_client_order_id and client_order_id in self._used_ids.get(account, ())
+
+    @staticmethod
+    def _ids_problem(client_order_id: object, account: object, symbol: object, orig: object = "-") -> str:
+        """Why the ids of a command cannot be echoed in an ExecutionReport, or "" (the usual case, cheaply)."""
+        return (
+            _id_problem("client_order_id", client_order_id)
+            or _id_problem("account", account)
+            or _id_problem("symbol", symbol, SYMBOL_MAX_LENGTH)
+            or _id_problem("orig_client_order_id", orig)
+        )
 
     def _use_id(self, account: str, client_order_id: str) -> None:
         ids = self._used_ids.get(account)
@@ -581,6 +691,36 @@ class Venue:
             BookDeltas(
                 symbol=state.symbol, seq=state.md_seq, ts=ts, deltas=tuple((SIDES[d[0]], d[1], d[2]) for d in net)
             )
+        )
+
+    def _new_reject(self, order: VenueOrder, reason: str, ts: int, side: object) -> ExecutionReport:
+        """REJECTED report for a new order. The order record is never stored, so fields a report cannot carry
+        (unknown order type or TIF, out-of-range price or quantity) are replaced by placeholders here."""
+        text = ""
+        if reason == Reason.INVALID_SIDE:
+            text = f"side {repr(side)[:40]} is neither BUY (1) nor SELL (-1); the report's side is a placeholder"
+        if order.order_type not in _ORDER_TYPES:
+            order.order_type = OrderType.LIMIT
+        if order.time_in_force not in _TIMES_IN_FORCE:
+            order.time_in_force = TimeInForce.GTC
+        if not 0 <= order.price <= MAX_INT64:
+            order.price = 0
+        if not 0 <= order.quantity <= MAX_INT64:
+            order.quantity = 0
+        report = self._report(order, ExecType.REJECTED, OrderStatus.REJECTED, ts, leaves=0, reason=reason)
+        return msgspec.structs.replace(report, text=text) if text else report
+
+    def _command_reject(
+        self, command: str, code: str, reason: str, ts: int, *, client_order_id: object = "", symbol: object = ""
+    ) -> VenueCommandRejected:
+        """A command no report can answer; ids that are not valid protocol values are left out of the echo."""
+        return VenueCommandRejected(
+            command=command[:CODE_MAX_LENGTH],
+            code=code,
+            symbol=symbol if not _id_problem("", symbol, SYMBOL_MAX_LENGTH) else "",
+            client_order_id=client_order_id if not _id_problem("", client_order_id) else "",
+            reason=reason[:TEXT_MAX_LENGTH],
+            ts=ts,
         )
 
     def _cancel_reject(

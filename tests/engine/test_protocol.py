@@ -75,6 +75,7 @@ from engine.protocol import (
     TradingStateChanged,
     UpdateStrategyParams,
     VenueCancelOrder,
+    VenueCommandRejected,
     VenueMassCancel,
     VenuePlaceOrder,
     VenueQueryOrder,
@@ -198,6 +199,13 @@ EXAMPLES = [
         )
     ),
     BookDeltas(symbol="BTCUSDT", seq=1, ts=2, deltas=((Side.BUY, 650_000, 9), (Side.SELL, 650_001, 0))),
+    VenueCommandRejected(
+        command="VenueRequestSnapshot",
+        code="UNKNOWN_SYMBOL",
+        symbol="DOGEUSDT",
+        reason="the venue does not list 'DOGEUSDT'",
+        ts=5,
+    ),
     TradePrinted(symbol="BTCUSDT", seq=2, ts=3, trade_id=99, price=650_001, quantity=1, aggressor=Side.SELL),
     BookSnapshot(symbol="BTCUSDT", seq=2, ts=4, bids=((650_000, 9), (649_999, 1)), asks=((650_002, 4),)),
     # console -> engine
@@ -525,6 +533,7 @@ def test_venue_messages_have_exactly_the_agreed_fields_and_defaults() -> None:
         BookDeltas: "symbol seq ts deltas",
         TradePrinted: "symbol seq ts trade_id price quantity aggressor",
         BookSnapshot: "symbol seq ts bids asks",
+        VenueCommandRejected: "command code symbol= client_order_id= reason= ts=0",
     }
 
     actual = {

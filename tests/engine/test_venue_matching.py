@@ -16,6 +16,7 @@ from engine.protocol import (
     ExecutionReport,
     TradePrinted,
     VenueCancelOrder,
+    VenueCommandRejected,
     VenueMassCancel,
     VenuePlaceOrder,
     VenueQueryOrder,
@@ -490,6 +491,125 @@ def test_mass_cancel_with_no_symbol_cancels_across_symbols_with_one_delta_messag
     assert venue.open_orders("A") == []
 
 
+def test_a_cancel_whose_own_id_is_a_live_orders_id_is_rejected_and_both_orders_stay(venue):
+    place(venue, "a1", "A", BUY, 99, 2)
+    place(venue, "b1", "A", BUY, 98, 3)
+
+    out = venue.cancel_order(client_order_id="b1", orig_client_order_id="a1", account="A", symbol=SYM)
+
+    (rej,) = out
+    assert (rej.exec_type, rej.reason_code, rej.client_order_id, rej.orig_client_order_id) == (
+        ExecType.CANCEL_REJECTED,
+        Reason.DUPLICATE_CLIENT_ORDER_ID,
+        "b1",
+        "a1",
+    )
+    assert rej.status == OrderStatus.NEW and rej.leaves_quantity == 2
+    assert book(venue) == ([(99, 2), (98, 3)], [])
+
+
+def test_a_cancels_id_is_used_up_so_a_later_order_cannot_take_it(venue):
+    place(venue, "a1", "A", BUY, 99, 2)
+    venue.cancel_order(client_order_id="c1", orig_client_order_id="a1", account="A", symbol=SYM)
+
+    out = place(venue, "c1", "A", BUY, 97, 1)
+    again = place(venue, "a2", "A", BUY, 96, 1)
+    second_cancel = venue.cancel_order(client_order_id="c1", orig_client_order_id="a2", account="A", symbol=SYM)
+
+    assert [(r.exec_type, r.reason_code) for r in reports(out)] == [
+        (ExecType.REJECTED, Reason.DUPLICATE_CLIENT_ORDER_ID)
+    ]
+    assert reports(again)[0].exec_type == ExecType.NEW
+    assert second_cancel[0].reason_code == Reason.DUPLICATE_CLIENT_ORDER_ID
+    assert book(venue) == ([(96, 1)], [])
+
+
+def test_a_mass_cancel_reusing_an_id_is_rejected_and_its_own_id_is_used_up(venue):
+    place(venue, "a1", "A", BUY, 99, 1)
+
+    reused = venue.mass_cancel(client_order_id="a1", account="A", symbol=SYM)
+    done = venue.mass_cancel(client_order_id="mc", account="A", symbol=SYM)
+    place(venue, "a2", "A", BUY, 98, 1)
+    again = venue.mass_cancel(client_order_id="mc", account="A", symbol=SYM)
+
+    assert [(r.exec_type, r.reason_code) for r in reports(reused)] == [
+        (ExecType.CANCEL_REJECTED, Reason.DUPLICATE_CLIENT_ORDER_ID)
+    ]
+    assert [(r.orig_client_order_id, r.client_order_id) for r in reports(done)] == [("a1", "mc")]
+    assert [r.reason_code for r in reports(again)] == [Reason.DUPLICATE_CLIENT_ORDER_ID]
+    assert book(venue) == ([(98, 1)], [])
+
+
+# ---------------------------------------------------------------------------------------------- venue: bad input
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"side": 0}, Reason.INVALID_SIDE),
+        ({"side": 2}, Reason.INVALID_SIDE),
+        ({"order_type": 99}, Reason.INVALID_ORDER),
+        ({"time_in_force": 0}, Reason.INVALID_ORDER),
+        ({"quantity": 2**70}, Reason.INVALID_QUANTITY),
+        ({"price": 2**70}, Reason.INVALID_PRICE),
+    ],
+)
+def test_an_order_the_report_cannot_describe_is_still_rejected_with_a_reason_not_an_exception(venue, changes, reason):
+    kw = {"side": BUY, "price": 99, "quantity": 1, "order_type": OrderType.LIMIT, "time_in_force": TimeInForce.GTC}
+    kw.update(changes)
+
+    out = venue.place_order(client_order_id="x1", account="A", symbol=SYM, **kw)
+
+    (rej,) = out
+    assert (rej.exec_type, rej.status, rej.reason_code) == (ExecType.REJECTED, OrderStatus.REJECTED, reason)
+    assert book(venue) == ([], []) and venue.md_seq(SYM) == 0
+
+
+def test_a_rejected_side_is_explained_in_the_reports_text():
+    venue = Venue([SYM], clock=FakeClock())
+
+    (rej,) = place(venue, "x1", "A", 0, 99, 1)
+
+    assert rej.reason_code == Reason.INVALID_SIDE and "placeholder" in rej.text
+
+
+@pytest.mark.parametrize(
+    ("call", "command"),
+    [
+        (lambda v: place(v, "", "A", BUY, 99, 1), "VenuePlaceOrder"),
+        (lambda v: place(v, "x" * 65, "A", BUY, 99, 1), "VenuePlaceOrder"),
+        (lambda v: place(v, "x1", "", BUY, 99, 1), "VenuePlaceOrder"),
+        (lambda v: place(v, "x1", "A", BUY, 99, 1, symbol=""), "VenuePlaceOrder"),
+        (
+            lambda v: v.cancel_order(client_order_id="", orig_client_order_id="a1", account="A", symbol=SYM),
+            "VenueCancelOrder",
+        ),
+        (
+            lambda v: v.cancel_order(client_order_id="c1", orig_client_order_id="", account="A", symbol=SYM),
+            "VenueCancelOrder",
+        ),
+        (
+            lambda v: v.replace_order(
+                client_order_id="", orig_client_order_id="a1", account="A", symbol=SYM, price=99, quantity=1
+            ),
+            "VenueReplaceOrder",
+        ),
+        (lambda v: v.mass_cancel(client_order_id="", account="A"), "VenueMassCancel"),
+        (lambda v: v.query_order(client_order_id="", account="A", symbol=SYM), "VenueQueryOrder"),
+    ],
+)
+def test_ids_no_report_could_echo_are_answered_with_a_command_reject_and_change_nothing(venue, call, command):
+    place(venue, "a1", "A", BUY, 99, 2)
+
+    out = call(venue)
+
+    (rej,) = out
+    assert isinstance(rej, VenueCommandRejected)
+    assert (rej.command, rej.code) == (command, Reason.INVALID_ID)
+    assert book(venue) == ([(99, 2)], []) and venue.md_seq(SYM) == 1
+    assert venue.open_order("A", "a1") is not None
+
+
 # ---------------------------------------------------------------------------------------------- venue: replace
 
 
@@ -673,11 +793,42 @@ def test_handle_accepts_every_venue_command_from_the_protocol(venue):
     assert mass == []
 
 
-def test_handle_refuses_a_message_that_is_not_a_venue_command(venue):
-    with pytest.raises(VenueError) as excinfo:
-        venue.handle(BookSnapshot(symbol=SYM, seq=0, ts=0, bids=(), asks=()))
+def test_handle_answers_a_message_that_is_not_a_venue_command_with_a_reject_instead_of_raising(venue):
+    out = venue.handle(BookSnapshot(symbol=SYM, seq=0, ts=0, bids=(), asks=()))
 
-    assert excinfo.value.code == "VENUE_UNKNOWN_COMMAND"
+    assert out == [
+        VenueCommandRejected(
+            command="BookSnapshot",
+            code="VENUE_UNKNOWN_COMMAND",
+            reason="the venue does not handle BookSnapshot",
+            ts=1_000,
+        )
+    ]
+
+
+def test_a_snapshot_request_for_a_symbol_the_venue_does_not_list_is_rejected_not_raised():
+    venue = Venue([SYM], clock=FakeClock())
+
+    out = venue.handle(VenueRequestSnapshot(symbol="ETHUSDT"))
+
+    (rej,) = out
+    assert isinstance(rej, VenueCommandRejected)
+    assert (rej.command, rej.code, rej.symbol) == ("VenueRequestSnapshot", Reason.UNKNOWN_SYMBOL, "ETHUSDT")
+
+
+def test_a_wire_depth_of_zero_means_every_level_but_the_venue_never_asks_the_core_for_zero(venue):
+    for i, price in enumerate((97, 98, 99)):
+        place(venue, f"b{i}", "A", BUY, price, 1)
+
+    (full,) = venue.handle(VenueRequestSnapshot(symbol=SYM, depth=0))
+    (two,) = venue.handle(VenueRequestSnapshot(symbol=SYM, depth=2))
+
+    assert full.bids == ((99, 1), (98, 1), (97, 1))
+    assert two.bids == ((99, 1), (98, 1))
+    # In-process, the core and Venue.snapshot follow the books: None is every level, 0 is none.
+    assert venue.snapshot(SYM).bids == full.bids
+    assert venue.snapshot(SYM, depth=0).bids == ()
+    assert venue.core(SYM).depth(0) == ([], [])
 
 
 def test_snapshot_depth_limits_the_levels_and_an_unknown_symbol_is_refused(venue):
