@@ -118,6 +118,11 @@ SignedLots = Annotated[int, Meta(ge=-MAX_INT64, le=MAX_INT64)]
 Seq = Annotated[int, Meta(ge=1, le=MAX_INT64)]
 Count = Annotated[int, Meta(ge=0, le=MAX_INT64)]
 PositiveCount = Annotated[int, Meta(ge=1, le=MAX_INT64)]
+# A Decimal on the wire. Decimals travel as strings only, but msgspec would also turn a MessagePack float (or int)
+# into a Decimal without a word: 100.1 sent as a float is not the decimal the sender meant. Declaring the field
+# `Decimal | float` makes the decoder keep any number as a float, which `_check_decimal` (run for every Decimal
+# field, on decode and on construction) refuses with INVALID_FIELD. Every value that passes is a Decimal.
+Dec = Decimal | float
 ParamValue = Decimal | int | str | bool
 # `Any` on the wire because msgspec cannot tell a str-encoded Decimal from a str in a union; `_check_params`
 # enforces the value types and the Ext code carries Decimals.
@@ -196,19 +201,19 @@ class RiskLimits(_Struct, frozen=True, kw_only=True):
     an absolute band; both may be set and the tighter wins. Rates count within `rate_window_ns`.
     """
 
-    max_order_quantity: Decimal | None = None
-    max_order_notional: Decimal | None = None
-    price_collar_pct: Decimal | None = None
+    max_order_quantity: Dec | None = None
+    max_order_notional: Dec | None = None
+    price_collar_pct: Dec | None = None
     price_collar_ticks: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
-    max_position: Decimal | None = None
-    max_gross_exposure: Decimal | None = None
-    max_net_exposure: Decimal | None = None
+    max_position: Dec | None = None
+    max_gross_exposure: Dec | None = None
+    max_net_exposure: Dec | None = None
     max_open_orders: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
     max_orders_per_window: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
     max_messages_per_window: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
     rate_window_ns: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
     duplicate_window_ns: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
-    max_daily_loss: Decimal | None = None
+    max_daily_loss: Dec | None = None
     restricted_symbols: Annotated[tuple[Symbol, ...], Meta(max_length=1024)] = ()
 
     _DECIMALS: ClassVar[tuple[str, ...]] = (
@@ -226,6 +231,11 @@ class RiskLimits(_Struct, frozen=True, kw_only=True):
             value = getattr(self, name)
             if value is not None:
                 _check_decimal(self, name, value, ProtocolErrorCode.INVALID_FIELD, _NON_NEGATIVE)
+        pct = self.price_collar_pct
+        if pct is not None and (pct.is_zero() or pct > 100):
+            # A 0 % collar denies every order and one above 100 % lets a sell through at a negative price: both are
+            # typing mistakes (0.5 meant as 50?), not limits.
+            raise _error(ProtocolErrorCode.INVALID_FIELD, self, "price_collar_pct", f"must be in (0, 100], got {pct}")
         if (self.max_orders_per_window is not None or self.max_messages_per_window is not None) and (
             self.rate_window_ns is None
         ):
@@ -276,9 +286,9 @@ class PositionSummary(_Struct, frozen=True, kw_only=True):
     strategy_id: Id
     symbol: Symbol
     quantity: SignedLots
-    avg_price: Decimal = Decimal(0)
-    realized_pnl: Decimal = Decimal(0)
-    unrealized_pnl: Decimal = Decimal(0)
+    avg_price: Dec = Decimal(0)
+    realized_pnl: Dec = Decimal(0)
+    unrealized_pnl: Dec = Decimal(0)
 
     def _check(self) -> None:
         for name in ("avg_price", "realized_pnl", "unrealized_pnl"):
@@ -419,10 +429,26 @@ class BookSnapshot(_Message, frozen=True, kw_only=True):
     asks: tuple[Level, ...]
 
     def _check(self) -> None:
-        for name in ("bids", "asks"):
+        # Levels are strictly ordered best first (bids descending, asks ascending): a reader loads them as they
+        # come, so a repeated price would silently overwrite a level and an unsorted side would misplace the top.
+        for name, sign in (("bids", -1), ("asks", 1)):
+            previous = None
             for price, size in getattr(self, name):
-                if not (0 <= price <= MAX_INT64) or not (1 <= size <= MAX_INT64):
-                    raise _error(ProtocolErrorCode.INVALID_FIELD, self, name, f"bad level {(price, size)!r}")
+                if not (1 <= price <= MAX_INT64):
+                    code = ProtocolErrorCode.NON_POSITIVE_PRICE if price < 1 else ProtocolErrorCode.INVALID_FIELD
+                    raise _error(code, self, name, f"bad level price {(price, size)!r}")
+                if not (1 <= size <= MAX_INT64):
+                    # INVALID_FIELD, as the decoder reports it (msgspec checks PositiveLots inside the tuple).
+                    raise _error(ProtocolErrorCode.INVALID_FIELD, self, name, f"bad level size {(price, size)!r}")
+                if previous is not None and (price - previous) * sign <= 0:
+                    order = "descending" if sign < 0 else "ascending"
+                    raise _error(
+                        ProtocolErrorCode.INVALID_FIELD,
+                        self,
+                        name,
+                        f"level price {price} after {previous}: {name} must be strictly {order}",
+                    )
+                previous = price
 
 
 class VenueCommandRejected(_Message, frozen=True, kw_only=True):
@@ -462,8 +488,8 @@ class SubmitOrder(_Command, frozen=True, kw_only=True):
     side: Side
     order_type: OrderType
     time_in_force: TimeInForce
-    quantity: Decimal
-    price: Decimal | None = None
+    quantity: Dec
+    price: Dec | None = None
     post_only: bool = False
 
     def _check(self) -> None:
@@ -484,8 +510,8 @@ class ReplaceOrder(_Command, frozen=True, kw_only=True):
     client_order_id: Id
     orig_client_order_id: Id
     symbol: Symbol
-    price: Decimal
-    quantity: Decimal
+    price: Dec
+    quantity: Dec
 
     def _check(self) -> None:
         _check_decimal(self, "quantity", self.quantity, ProtocolErrorCode.NON_POSITIVE_QUANTITY, _POSITIVE)
@@ -669,7 +695,7 @@ class OrderFilled(_Message, frozen=True, kw_only=True):
     leaves_quantity: Lots
     cum_quantity: PositiveLots
     is_maker: bool = False
-    commission: Decimal = Decimal(0)
+    commission: Dec = Decimal(0)
     venue_ts: Nanos = 0
 
     def _check(self) -> None:
@@ -682,8 +708,8 @@ class PositionChanged(_Message, frozen=True, kw_only=True):
     strategy_id: Id
     symbol: Symbol
     quantity: SignedLots
-    avg_price: Decimal
-    realized_pnl: Decimal
+    avg_price: Dec
+    realized_pnl: Dec
 
     def _check(self) -> None:
         _check_decimal(self, "avg_price", self.avg_price, ProtocolErrorCode.INVALID_FIELD, _NON_NEGATIVE)
@@ -692,8 +718,8 @@ class PositionChanged(_Message, frozen=True, kw_only=True):
 
 class PnlUpdated(_Message, frozen=True, kw_only=True):
     scope: Scope
-    realized_pnl: Decimal
-    unrealized_pnl: Decimal
+    realized_pnl: Dec
+    unrealized_pnl: Dec
     currency: Annotated[str, Meta(max_length=16)] = ""
 
     def _check(self) -> None:
@@ -1034,6 +1060,10 @@ def _install_validator(cls: type[_Struct]) -> None:
     cls._validate = namespace["_validate"]
 
 
+# Messages carrying a (scope, limits) pair, and the limits that are quantities in instrument units.
+_LIMIT_HOLDERS = frozenset({SetLimits, LimitsChanged, ScopeLimits})
+_LIMIT_QUANTITIES = ("max_order_quantity", "max_position")
+
 # What `Codec.check` visits in each class, worked out once so decoding a fill does not walk all its fields.
 _SYMBOL, _SCOPE_NAME, _SYMBOLS, _NESTED, _NESTED_MANY = range(5)
 
@@ -1231,8 +1261,22 @@ class Codec:
             else:
                 for item in value:
                     self.check(item)
-        if type(msg) is SubmitOrder or type(msg) is ReplaceOrder:
+        kind = type(msg)
+        if kind is SubmitOrder or kind is ReplaceOrder:
             self.order_ticks(msg)
+        elif kind in _LIMIT_HOLDERS and msg.scope.kind == ScopeKind.INSTRUMENT:
+            self.limit_lots(msg.scope.name, msg.limits, msg)
+
+    def limit_lots(self, symbol: str, limits: RiskLimits, msg: object) -> None:
+        """Instrument-scope quantity limits must sit on the instrument's lot grid, as an order's quantity must: a
+        max of 0.0005 on a 0.001 lot is a typo that would deny every order, or round one way or the other at the
+        risk check. Money limits and the collar are not quantities and are not on a grid; FIRM and STRATEGY scopes
+        span instruments with different lots, so only INSTRUMENT scope is checked."""
+        instrument = self._instrument(symbol, msg, "scope")
+        for field in _LIMIT_QUANTITIES:
+            value = getattr(limits, field)
+            if value is not None:
+                self._steps(instrument.qty_to_lots, instrument.lots_to_qty, value, msg, field)
 
     def order_ticks(self, cmd: SubmitOrder | ReplaceOrder) -> tuple[int, int]:
         """(price in ticks, quantity in lots) of a console order; price 0 for MARKET."""

@@ -651,6 +651,18 @@ def test_a_valid_market_order_and_an_empty_mass_cancel_symbol_are_accepted() -> 
             ),
             Code.QUANTITY_OFF_LOT,
         ),
+        (
+            SetLimits(
+                **CMD, scope=Scope.instrument("BTCUSDT"), limits=RiskLimits(max_order_quantity=Decimal("0.0005"))
+            ),
+            Code.QUANTITY_OFF_LOT,
+        ),
+        (
+            LimitsChanged(
+                scope=Scope.instrument("BTCUSDT"), limits=RiskLimits(max_position=Decimal("1.0001")), operator="alice"
+            ),
+            Code.QUANTITY_OFF_LOT,
+        ),
         (VenuePlaceOrder(**_place(symbol="DOGEUSDT")), Code.UNKNOWN_SYMBOL),
         (VenueMassCancel(client_order_id="mc", account="a", symbol="DOGEUSDT"), Code.UNKNOWN_SYMBOL),
         (ExecutionReport(**_report(symbol="DOGEUSDT")), Code.UNKNOWN_SYMBOL),
@@ -690,6 +702,76 @@ def test_decoding_refuses_what_the_instrument_registry_does_not_allow(
     check_code = _error_code(codec.check, msg)
 
     assert decode_code == check_code == code
+
+
+def test_quantity_limits_are_grid_checked_only_at_instrument_scope(codec: Codec) -> None:
+    on_grid = SetLimits(
+        **CMD,
+        scope=Scope.instrument("BTCUSDT"),
+        limits=RiskLimits(
+            max_order_quantity=Decimal("0.005"), max_position=Decimal("2"), max_daily_loss=Decimal("0.5")
+        ),
+    )
+    firm = SetLimits(**CMD, scope=Scope.firm(), limits=RiskLimits(max_order_quantity=Decimal("0.0005")))
+
+    assert codec.decode(codec.encode(on_grid)) == on_grid
+    assert codec.decode(codec.encode(firm)) == firm
+
+
+@pytest.mark.parametrize("pct", ["0", "100.01", "500"])
+def test_a_price_collar_outside_0_to_100_percent_is_refused(pct: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        RiskLimits(price_collar_pct=Decimal(pct))
+
+    assert caught.value.code == Code.INVALID_FIELD
+    assert "price_collar_pct" in caught.value.reason
+
+
+def test_a_price_collar_of_exactly_100_percent_is_allowed() -> None:
+    assert RiskLimits(price_collar_pct=Decimal(100)).price_collar_pct == Decimal(100)
+
+
+@pytest.mark.parametrize(("field", "value"), [("price", 100.1), ("quantity", 0.5), ("price", 100)])
+def test_a_number_where_a_decimal_string_is_expected_is_refused_on_decode(
+    codec: Codec, field: str, value: float
+) -> None:
+    wire = dict(SUBMIT_WIRE)
+    wire[field] = value
+
+    code = _error_code(codec.decode, _raw(wire))
+
+    assert code == Code.INVALID_FIELD
+
+
+def test_a_float_money_field_is_refused_on_decode(codec: Codec) -> None:
+    wire = _wire(SetLimits(**CMD, scope=Scope.firm(), limits=RiskLimits(max_daily_loss=Decimal("100"))))
+    wire["limits"]["max_daily_loss"] = 100.1
+
+    assert _error_code(codec.decode, _raw(wire)) == Code.INVALID_FIELD
+
+
+@pytest.mark.parametrize(
+    ("bids", "asks", "code"),
+    [
+        (((100, 1), (100, 2)), (), Code.INVALID_FIELD),  # duplicate bid level
+        (((99, 1), (100, 2)), (), Code.INVALID_FIELD),  # bids ascending
+        ((), ((101, 1), (101, 1)), Code.INVALID_FIELD),  # duplicate ask level
+        ((), ((102, 1), (101, 1)), Code.INVALID_FIELD),  # asks descending
+        (((0, 1),), (), Code.NON_POSITIVE_PRICE),
+        ((), ((0, 3),), Code.NON_POSITIVE_PRICE),
+    ],
+)
+def test_a_book_snapshot_needs_strictly_ordered_levels_with_positive_prices(
+    codec: Codec, bids: tuple, asks: tuple, code: ProtocolErrorCode
+) -> None:
+    wire = _wire(BookSnapshot(symbol="BTCUSDT", seq=1, ts=0, bids=(), asks=()))
+    wire["bids"], wire["asks"] = [list(level) for level in bids], [list(level) for level in asks]
+
+    decode_code = _error_code(codec.decode, _raw(wire))
+    with pytest.raises(ProtocolError) as built:
+        BookSnapshot(symbol="BTCUSDT", seq=1, ts=0, bids=bids, asks=asks)
+
+    assert decode_code == built.value.code == code
 
 
 def test_the_strategy_scope_name_is_not_taken_for_a_symbol(codec: Codec) -> None:
