@@ -380,9 +380,14 @@ def test_replaying_the_binance_capture_tracks_its_book_ticker_without_crossing_o
     venue, replay, _clock = replay_venue([])
     core = venue.core(SYM)
     last_seq = 0
-    tickers = trades = 0
+    tickers = trades = agreed = 0
 
     for record in records:
+        if isinstance(record, TopOfBook):
+            # Compared before the ticker is applied (after it, the top is the ticker by construction): the book
+            # built from the depth diffs and the earlier tickers must already show the ticker's prices.
+            tickers += 1
+            agreed += (core.best_bid, core.best_ask) == (record.bid, record.ask)
         out = replay.apply(record)
         for m in out:
             if isinstance(m, (BookDeltas, TradePrinted)):
@@ -393,9 +398,10 @@ def test_replaying_the_binance_capture_tracks_its_book_ticker_without_crossing_o
                 assert m.reason_code != Reason.SELF_TRADE_PREVENTED
         trades += sum(isinstance(m, TradePrinted) for m in out)
         assert not core.is_crossed()
-        if isinstance(record, TopOfBook):
-            tickers += 1
-            assert (core.best_bid, core.best_ask) == (record.bid, record.ask)
-            assert core.size_at(Side.BUY, record.bid) == record.bid_size
 
     assert tickers > 300 and trades > 20
+    # 489 of these 502 tickers agree (97.4 %). The rest moved the top before the depth diff carrying the same update
+    # arrived: in receive order the bookTicker stream leads the depth stream by ~26 ms (docs/market-data.md), so the
+    # book still shows the previous top. Sizes are not compared: they change between tickers with nearly every
+    # diff. Replaying without applying the tickers drops agreement to 65 %, which this bound catches.
+    assert agreed / tickers >= 0.95
