@@ -785,6 +785,23 @@ def test_a_replace_into_another_strategys_resting_order_is_a_self_match():
     assert code(denial) == "RISK_SELF_MATCH"
 
 
+def test_a_replace_in_flight_counts_at_its_larger_size_and_at_either_price():
+    desk = Desk()
+    desk.gate.set_limits(Scope.firm(), limits(max_position="1"))
+    own = _working(desk, qty=500, price=990)
+    desk.oms.request_replace(own.client_order_id, 991, 900)  # in flight: the venue may fill 500 or 900
+    other = _working(desk, strategy="mm-2", side=SELL, price=1020)
+    desk.oms.request_replace(other.client_order_id, 1005, 1000)  # may rest at 1020 or 1005
+
+    at_limit = desk.submit(qty=100, price=1000)
+    past_limit = desk.submit(qty=1, price=1001)
+    crossing_pending = desk.submit(strategy="mm-3", qty=1, price=1005)
+
+    assert at_limit is None
+    assert code(past_limit) == "RISK_MAX_POSITION"
+    assert code(crossing_pending) == "RISK_SELF_MATCH"
+
+
 # --- snapshot ------------------------------------------------------------------------------------------------------
 
 
