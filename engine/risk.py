@@ -18,7 +18,7 @@ counted by `check` itself). Cancels are never denied: they only ever reduce risk
 
 Speed (the gate runs inline, tick-to-quote budget 10 us): limits are compiled at `set_limits` time and resolved
 per (strategy, symbol) on first use into ints — lots, ticks, tick*lot units and an exact integer money unit — so a
-check is integer compares, deque appends and one pass over the symbol's working orders. Exposures are valued in
+check is integer compares, deque appends and one pass over the account's working orders. Exposures are valued in
 that integer money unit from the portfolio's integer positions (the order's symbol at the reference price, others
 at the portfolio's mark). Only the daily loss limit asks the portfolio for a Decimal, and only for orders that
 would add risk.
