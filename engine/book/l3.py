@@ -105,14 +105,35 @@ class L3Book(PriceLevels):
 
     def cancel(self, order_id: int, size: int | None = None) -> None:
         """Remove the order (size None or >= remaining), or reduce it by `size` keeping its queue place."""
+        orders = self._orders
         try:
-            level = self._orders[order_id]
+            level = orders[order_id]
         except KeyError:
             raise unknown_order(order_id) from None
         queue = level[1]
         remaining = queue[order_id]
         if size is None or size >= remaining:
-            self._remove(order_id, level, remaining)
+            # `_remove` written out: a full cancel is the commonest operation after an add on MBO feeds.
+            del orders[order_id]
+            del queue[order_id]
+            if queue:
+                total = level[0] - remaining
+                level[0] = total
+                if level[2] == 1:
+                    if level[3] == self.best_bid:
+                        self.best_bid_size = total
+                elif level[3] == self.best_ask:
+                    self.best_ask_size = total
+                return
+            price = level[3]
+            if level[2] == 1:
+                del self._bids[price]
+                if price == self.best_bid:
+                    self._next_best_bid()
+            else:
+                del self._asks[price]
+                if price == self.best_ask:
+                    self._next_best_ask()
             return
         if size <= 0:
             raise bad_size(size)
@@ -127,8 +148,9 @@ class L3Book(PriceLevels):
 
     def execute(self, order_id: int, size: int) -> None:
         """A fill of `size` against a resting order; the order leaves the book when exhausted."""
+        orders = self._orders
         try:
-            level = self._orders[order_id]
+            level = orders[order_id]
         except KeyError:
             raise unknown_order(order_id) from None
         queue = level[1]
@@ -136,7 +158,27 @@ class L3Book(PriceLevels):
         if size >= remaining:
             if size > remaining:
                 raise overfill(order_id, size, remaining)
-            self._remove(order_id, level, remaining)
+            # `_remove` written out, as in `cancel`: a fill that exhausts the order is frequent too.
+            del orders[order_id]
+            del queue[order_id]
+            if queue:
+                total = level[0] - remaining
+                level[0] = total
+                if level[2] == 1:
+                    if level[3] == self.best_bid:
+                        self.best_bid_size = total
+                elif level[3] == self.best_ask:
+                    self.best_ask_size = total
+                return
+            price = level[3]
+            if level[2] == 1:
+                del self._bids[price]
+                if price == self.best_bid:
+                    self._next_best_bid()
+            else:
+                del self._asks[price]
+                if price == self.best_ask:
+                    self._next_best_ask()
             return
         if size <= 0:
             raise bad_size(size)
@@ -181,6 +223,7 @@ class L3Book(PriceLevels):
             self.best_ask_size = total
 
     def _remove(self, order_id: int, level: list, size: int) -> None:
+        # `cancel` and `execute` repeat this body inline (a call costs as much as the removal); keep them alike.
         del self._orders[order_id]
         queue = level[1]
         del queue[order_id]
