@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ from engine.instruments import Instrument, InstrumentError
 _MS = 1_000_000  # Binance stamps events in milliseconds; the engine uses nanoseconds everywhere.
 
 Level = tuple[int, int]  # (price ticks, size lots); size 0 means "level removed" in a diff
+
+
+class BinanceReason(StrEnum):
+    """Reason codes of `BinanceFormatError` (a StrEnum: each member is its string value)."""
+
+    UNKNOWN_MESSAGE = "BINANCE_UNKNOWN_MESSAGE"
+    WRONG_SYMBOL = "BINANCE_WRONG_SYMBOL"
+    UNKNOWN_EVENT = "BINANCE_UNKNOWN_EVENT"
+    BAD_LINE = "BINANCE_BAD_LINE"
+    PRICE_NOT_POSITIVE = "PRICE_NOT_POSITIVE"
+    QUANTITY_NEGATIVE = "QUANTITY_NEGATIVE"
 
 
 class BinanceFormatError(EngineError):
@@ -101,7 +113,9 @@ class _Converter:
         if value is None:
             value = self._instrument.price_to_ticks(text)
             if value <= 0:
-                raise InstrumentError("PRICE_NOT_POSITIVE", f"{self._instrument.symbol}: price {text} is not positive")
+                raise InstrumentError(
+                    BinanceReason.PRICE_NOT_POSITIVE, f"{self._instrument.symbol}: price {text} is not positive"
+                )
             self._ticks[text] = value
         return value
 
@@ -110,7 +124,9 @@ class _Converter:
         if value is None:
             value = self._instrument.qty_to_lots(text)
             if value < 0:
-                raise InstrumentError("QUANTITY_NEGATIVE", f"{self._instrument.symbol}: quantity {text} is negative")
+                raise InstrumentError(
+                    BinanceReason.QUANTITY_NEGATIVE, f"{self._instrument.symbol}: quantity {text} is negative"
+                )
             self._lots[text] = value
         return value
 
@@ -129,7 +145,7 @@ def parse_binance_line(line: str | bytes, converter: _Converter, symbol: str) ->
     if data is None:
         if "lastUpdateId" not in message:
             raise BinanceFormatError(
-                "BINANCE_UNKNOWN_MESSAGE", f"neither a stream event nor a depth snapshot: {body!r}"
+                BinanceReason.UNKNOWN_MESSAGE, f"neither a stream event nor a depth snapshot: {body!r}"
             )
         return DepthSnapshot(
             recv_ns=recv_ns,
@@ -140,7 +156,7 @@ def parse_binance_line(line: str | bytes, converter: _Converter, symbol: str) ->
             asks=converter.levels(message["asks"]),
         )
     if data.get("s") != symbol:
-        raise BinanceFormatError("BINANCE_WRONG_SYMBOL", f"event for {data.get('s')!r}, reading {symbol!r}")
+        raise BinanceFormatError(BinanceReason.WRONG_SYMBOL, f"event for {data.get('s')!r}, reading {symbol!r}")
     event = data.get("e")
     if event == "bookTicker":
         return BookTicker(
@@ -175,7 +191,7 @@ def parse_binance_line(line: str | bytes, converter: _Converter, symbol: str) ->
             aggressor=Side.SELL if data["m"] else Side.BUY,
             kind=data.get("X", "MARKET"),
         )
-    raise BinanceFormatError("BINANCE_UNKNOWN_EVENT", f"unknown event type {event!r}")
+    raise BinanceFormatError(BinanceReason.UNKNOWN_EVENT, f"unknown event type {event!r}")
 
 
 def iter_binance_file(path: Path | str, instrument: Instrument) -> Iterator[BinanceRecord]:
@@ -195,7 +211,7 @@ def iter_binance_file(path: Path | str, instrument: Instrument) -> Iterator[Bina
             except EngineError as exc:
                 raise BinanceFormatError(exc.code, f"{path}:{number}: {exc.reason}") from None
             except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
-                raise BinanceFormatError("BINANCE_BAD_LINE", f"{path}:{number}: {exc!r}") from None
+                raise BinanceFormatError(BinanceReason.BAD_LINE, f"{path}:{number}: {exc!r}") from None
             if record is not None:
                 yield record
 

@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ _SIDE_BY_LETTER = {"B": Side.BUY, "A": Side.SELL, "N": 0}  # DBN side letters; N
 F_LAST = databento_dbn.F_LAST
 F_SNAPSHOT = databento_dbn.F_SNAPSHOT
 UNDEF_PRICE = databento_dbn.UNDEF_PRICE
+
+
+class DatabentoReason(StrEnum):
+    """Reason codes of `DatabentoFormatError` (a StrEnum: each member is its string value)."""
+
+    WRONG_SCHEMA = "DBN_WRONG_SCHEMA"
+    MIXED_INSTRUMENTS = "DBN_MIXED_INSTRUMENTS"
+    UNKNOWN_ACTION = "DBN_UNKNOWN_ACTION"
 
 
 class DatabentoFormatError(EngineError):
@@ -92,7 +101,7 @@ def iter_mbo_file(path: Path | str, instrument: Instrument, *, instrument_id: in
     records = _decode(path)
     metadata = records[0] if records and isinstance(records[0], databento_dbn.Metadata) else None
     if metadata is not None and metadata.schema != databento_dbn.Schema.MBO:
-        raise DatabentoFormatError("DBN_WRONG_SCHEMA", f"{path}: schema {metadata.schema}, expected mbo")
+        raise DatabentoFormatError(DatabentoReason.WRONG_SCHEMA, f"{path}: schema {metadata.schema}, expected mbo")
     ticks_by_price: dict[int, int] = {}
     seen_id = instrument_id
     for record in records[1:] if metadata is not None else records:
@@ -104,11 +113,12 @@ def iter_mbo_file(path: Path | str, instrument: Instrument, *, instrument_id: in
             if instrument_id is not None:
                 continue
             raise DatabentoFormatError(
-                "DBN_MIXED_INSTRUMENTS", f"{path}: instrument ids {seen_id} and {record.instrument_id} in one file"
+                DatabentoReason.MIXED_INSTRUMENTS,
+                f"{path}: instrument ids {seen_id} and {record.instrument_id} in one file",
             )
         action = _ACTIONS.get(str(record.action.value))
         if action is None:
-            raise DatabentoFormatError("DBN_UNKNOWN_ACTION", f"{path}: action {record.action!r}")
+            raise DatabentoFormatError(DatabentoReason.UNKNOWN_ACTION, f"{path}: action {record.action!r}")
         raw_price = record.price
         if raw_price == UNDEF_PRICE:
             price = None
