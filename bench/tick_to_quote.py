@@ -14,12 +14,22 @@ new orders (the gate's `check`) and replaces of live orders (`check_replace`). N
 bench/journal.py's figure.
 
 risk_checks_per_s: `RiskGate.check` alone on a PENDING_NEW order that passes every control.
+
+Every limit is set at the firm, the strategy and the instrument (the instrument without `max_daily_loss`, which that
+scope cannot carry): the bench checks that each `SetLimits` and cancel-all is accepted and that no order is denied,
+so a limit silently left unset or a denial cannot make the figures look better. The machine's load average is
+printed with each run: on a shared machine the wall-clock figures move with it.
+
+`--breakdown` adds one instrumented run that attributes the timed path to its stages (exclusive time: feed and
+book, strategy, quote manager, risk gate, OMS, portfolio mark, gateway, and the engine's own work around them).
+The wrappers cost time themselves, so its total is above the plain runs; read it for proportions.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -29,23 +39,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import msgspec
 from hdrh.histogram import HdrHistogram
 
 from engine.clock import FakeClock
 from engine.config import EngineConfig, StrategyConfig
 from engine.core import Engine
 from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce
+from engine.feed import SequencedFeed
 from engine.instruments import Instrument, InstrumentRegistry
+from engine.oms import Oms
+from engine.portfolio import Portfolio
 from engine.protocol import (
     BookDeltas,
     CancelAllOrders,
+    CommandAccepted,
     ExecutionReport,
+    OrderDenied,
     RiskLimits,
     Scope,
     SetLimits,
     VenuePlaceOrder,
     VenueReplaceOrder,
 )
+from engine.risk import RiskGate
+from engine.strategies.quotes import QuoteManager
 
 SYMBOL = "BTC-USD"
 START = 1_700_000_000_000_000_000
@@ -72,6 +90,8 @@ FULL_LIMITS = RiskLimits(
     max_daily_loss=Decimal("1000000"),
     restricted_symbols=(),  # a list to scan: the symbol traded is not on it
 )
+# The instrument scope carries every limit but the daily loss (RISK_UNSUPPORTED_LIMIT there).
+INSTRUMENT_LIMITS = msgspec.structs.replace(FULL_LIMITS, max_daily_loss=None)
 AS_PARAMS = {
     "gamma": Decimal("0.05"),
     "k": Decimal("1.5"),
@@ -188,20 +208,34 @@ def _engine() -> tuple[Engine, FakeClock, AckGateway]:
     )
     engine = Engine(config, clock, INSTRUMENTS, gateway)
     gateway.oms = engine.oms
-    for n, scope in enumerate((Scope.firm(), Scope.strategy("as1"), Scope.instrument(SYMBOL))):
-        engine.handle_command(
-            SetLimits(command_id=f"l{n}", operator="bench", ts=START, scope=scope, limits=FULL_LIMITS)
+    levels = (
+        (Scope.firm(), FULL_LIMITS),
+        (Scope.strategy("as1"), FULL_LIMITS),
+        (Scope.instrument(SYMBOL), INSTRUMENT_LIMITS),
+    )
+    for n, (scope, limits) in enumerate(levels):
+        _accepted(
+            engine.handle_command(SetLimits(command_id=f"l{n}", operator="bench", ts=START, scope=scope, limits=limits))
         )
+    if len(engine.risk.limits()) != len(levels):
+        raise SystemExit(f"limits set at {len(engine.risk.limits())} levels, expected {len(levels)}")
     engine.handle_market_data(BookDeltas(symbol=SYMBOL, seq=1, ts=START, deltas=_INITIAL))
     _answer(engine, gateway, clock)
     return engine, clock, gateway
+
+
+def _accepted(reply: object) -> None:
+    if type(reply) is not CommandAccepted:
+        raise SystemExit(f"the bench's command was not accepted: {reply}")
 
 
 def _answer(engine: Engine, gateway: AckGateway, clock: FakeClock) -> None:
     while gateway.held:
         for report in gateway.answers(clock.now()):
             engine.handle_execution_report(report)
-    engine.drain()
+    for envelope in engine.drain():
+        if type(envelope.event) is OrderDenied:
+            raise SystemExit(f"an order was denied ({envelope.event}): the bench must measure orders that pass")
 
 
 def tick_to_quote(events: int) -> tuple[HdrHistogram, HdrHistogram, int]:
@@ -215,8 +249,10 @@ def tick_to_quote(events: int) -> tuple[HdrHistogram, HdrHistogram, int]:
         clock.advance(1_000_000)
         fresh = i % 2 == 0
         if fresh:  # untimed: start from no live orders, so this update places new orders through `check`
-            engine.handle_command(
-                CancelAllOrders(command_id=f"x{i}", operator="bench", ts=clock.now(), scope=Scope.firm())
+            _accepted(
+                engine.handle_command(
+                    CancelAllOrders(command_id=f"x{i}", operator="bench", ts=clock.now(), scope=Scope.firm())
+                )
             )
             _answer(engine, gateway, clock)
         seq += 1
@@ -262,6 +298,92 @@ def risk_checks(checks: int) -> float:
     return checks / elapsed
 
 
+# Stages of the timed path for --breakdown: (stage, class, method names). Exclusive time: a stage called from inside
+# another (the gate reading the OMS) is charged to the inner one only.
+def _stages(engine: Engine) -> tuple[tuple[str, type, tuple[str, ...]], ...]:
+    return (
+        ("feed + book apply", SequencedFeed, ("on_book_deltas",)),
+        ("portfolio mark", Portfolio, ("mark",)),
+        ("strategy (AS quotes)", type(engine.strategy("as1")), ("on_book",)),
+        ("quote manager", QuoteManager, ("reconcile",)),
+        ("risk gate", RiskGate, ("check", "check_replace", "on_message_sent")),
+        (
+            "OMS",
+            Oms,
+            (
+                "new_order",
+                "place_message",
+                "request_replace",
+                "request_cancel",
+                "working_orders",
+                "get",
+                "next_client_order_id",
+            ),
+        ),
+        ("gateway", AckGateway, ("send",)),
+    )
+
+
+def breakdown(events: int) -> tuple[dict[str, int], int, int]:
+    """One instrumented tick-to-quote run: exclusive ns per stage summed over the timed updates, their total, and
+    how many timed updates there were."""
+    engine, clock, gateway = _engine()
+    totals: dict[str, int] = {}
+    stack: list[list[int]] = []  # per active wrapped call: [time spent in wrapped children]
+    timing = [False]
+    perf = time.perf_counter_ns
+    originals = []
+
+    def wrap(stage: str, fn):
+        def wrapper(*args, **kwargs):
+            if not timing[0]:
+                return fn(*args, **kwargs)
+            stack.append([0])
+            t0 = perf()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = perf() - t0
+                children = stack.pop()[0]
+                totals[stage] = totals.get(stage, 0) + elapsed - children
+                if stack:
+                    stack[-1][0] += elapsed
+
+        return wrapper
+
+    for stage, cls, names in _stages(engine):
+        for name in names:
+            fn = cls.__dict__[name]
+            originals.append((cls, name, fn))
+            setattr(cls, name, wrap(stage, fn))
+    try:
+        total = timed = 0
+        seq = 1
+        for i in range(events):
+            clock.advance(1_000_000)
+            if i % 2 == 0:
+                _accepted(
+                    engine.handle_command(
+                        CancelAllOrders(command_id=f"x{i}", operator="bench", ts=clock.now(), scope=Scope.firm())
+                    )
+                )
+                _answer(engine, gateway, clock)
+            seq += 1
+            update = BookDeltas(symbol=SYMBOL, seq=seq, ts=clock.now(), deltas=_A_TO_B if seq % 2 == 0 else _B_TO_A)
+            timing[0] = True
+            t0 = perf()
+            engine.handle_market_data(update)
+            total += perf() - t0
+            timing[0] = False
+            timed += 1
+            _answer(engine, gateway, clock)
+    finally:
+        for cls, name, fn in originals:
+            setattr(cls, name, fn)
+    totals["engine (stamp, events, dispatch)"] = total - sum(totals.values())
+    return totals, total, timed
+
+
 def _us(hist: HdrHistogram, pct: float) -> float:
     return hist.get_value_at_percentile(pct) / 1000
 
@@ -271,9 +393,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--checks", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--breakdown", action="store_true", help="add one instrumented run: time per stage")
     args = parser.parse_args()
-    p50s, p99s, p999s, rates = [], [], [], []
+    p50s, p99s, p999s, rates, loads = [], [], [], [], []
     for run in range(args.runs):
+        load = os.getloadavg()[0]
+        loads.append(load)
+        print(f"run {run + 1}: load average (1 min) {load:.2f} on {os.cpu_count()} CPUs")
         new_hist, replace_hist, no_order = tick_to_quote(args.events)
         both = HdrHistogram(1, 10_000_000_000, 3)
         both.add(new_hist)
@@ -291,6 +417,11 @@ def main() -> None:
         rate = risk_checks(args.checks)
         rates.append(rate)
         print(f"run {run + 1} risk gate: {rate:,.0f} checks/s ({1e6 / rate:.2f} us per check)")
+    if args.breakdown:
+        totals, total, timed = breakdown(args.events)
+        print(f"breakdown (instrumented, {timed} timed updates, {total / timed / 1000:.2f} us per update in all):")
+        for stage, ns in sorted(totals.items(), key=lambda item: -item[1]):
+            print(f"  {stage:<34} {ns / timed / 1000:6.2f} us  {100 * ns / total:5.1f} %")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"median of {args.runs}: p50 {statistics.median(p50s):.1f} us, p99 {statistics.median(p99s):.1f} us, "
@@ -304,6 +435,7 @@ def main() -> None:
                 "tick_to_quote_p99_us": round(statistics.median(p99s), 2),
                 "tick_to_quote_p999_us": round(statistics.median(p999s), 2),
                 "risk_checks_per_s": round(statistics.median(rates)),
+                "load_avg_1m": round(statistics.median(loads), 2),
             }
         )
     )
