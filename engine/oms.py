@@ -99,6 +99,8 @@ TERMINAL_STATUSES = frozenset((_FILLED, _CANCELED, _REJECTED, _EXPIRED))
 _TERMINAL = TERMINAL_STATUSES
 _ZERO = Decimal(0)
 
+_MARKET_TYPE = OrderType.MARKET
+
 FeeModel = Callable[["Order", int, int, bool], Decimal]
 """(order, last_price ticks, last_quantity lots, is_maker) -> commission in money, for `OrderFilled.commission`."""
 
@@ -179,6 +181,34 @@ class Order(msgspec.Struct, kw_only=True, eq=False, gc=False):
         return msgspec.convert(data, cls)
 
 
+class WorkingSide:
+    """Working orders of one strategy (or, for the net view, of every strategy) in one symbol on one side, as the
+    risk gate counts them, kept up to date by the OMS on every change so a check reads them in O(1) instead of
+    passing over every working order of the account.
+
+    `lots` is the worst case (`Order.worst_case_leaves`: the larger size while a replace is in flight); `value` is
+    the sum of lots x price (ticks x lots) over orders with a price, `zero_lots` the lots of orders without one (a
+    MARKET order, which the gate values at the reference price of the order it checks). `market` counts MARKET
+    orders; `prices` (per strategy only, None in the net view) is the multiset {price: orders} of every order's
+    price and of every in-flight replace's price, for the self-match check: a replace may rest at either.
+    Read-only outside the OMS.
+    """
+
+    __slots__ = ("count", "lots", "market", "prices", "value", "zero_lots")
+
+    def __init__(self, *, with_prices: bool) -> None:
+        self.count = 0
+        self.lots = 0
+        self.value = 0
+        self.zero_lots = 0
+        self.market = 0
+        self.prices: dict[int, int] | None = {} if with_prices else None
+
+    def as_tuple(self) -> tuple[int, int, int, int, int, dict[int, int] | None]:
+        """For comparisons in tests (the counters against a recount)."""
+        return (self.count, self.lots, self.value, self.zero_lots, self.market, self.prices)
+
+
 class Oms:
     """The order book of record for one venue account. Engine thread only; never reads the wall clock.
 
@@ -192,12 +222,17 @@ class Oms:
         "_account",
         "_by_id",
         "_clock",
+        "_counted",
         "_exec_id_set",
         "_exec_id_window",
         "_exec_ids",
         "_fee_model",
         "_max_terminal",
         "_next_id",
+        "_open_by_strategy",
+        "_open_by_symbol",
+        "_sides",
+        "_sides_net",
         "_terminal",
         "_working",
         "anomalies",
@@ -226,6 +261,18 @@ class Oms:
         self._exec_id_set: set[str] = set()
         self._next_id = 0
         self.anomalies: dict[str, int] = {}
+        self._reset_counters()
+
+    def _reset_counters(self) -> None:
+        # Derived from `_working` (never snapshotted: `restore` rebuilds them): what the risk gate would otherwise
+        # count in a pass over every working order on each check (RTS 6 Art. 15(2): every working order counts).
+        self._open_by_strategy: dict[str, int] = {}
+        self._open_by_symbol: dict[str, int] = {}
+        # (symbol, side) -> strategy id -> that strategy's working side; (symbol, side) -> every strategy's.
+        self._sides: dict[tuple[str, Side], dict[str, WorkingSide]] = {}
+        self._sides_net: dict[tuple[str, Side], WorkingSide] = {}
+        # origin id -> what the order added to its two WorkingSides, so taking it out again is exact.
+        self._counted: dict[str, tuple[WorkingSide, WorkingSide, int, int, int]] = {}
 
     @property
     def account(self) -> str:
@@ -279,6 +326,7 @@ class Oms:
         )
         self._by_id[client_order_id] = order
         self._working[client_order_id] = order
+        self._add_working(order)
         return order
 
     def place_message(self, order: Order) -> VenuePlaceOrder:
@@ -305,6 +353,7 @@ class Oms:
             raise OmsError(OmsCode.ORDER_NOT_PENDING_NEW, f"order {client_order_id!r} is {order.status.name}")
         del self._by_id[client_order_id]
         del self._working[order.origin_client_order_id]
+        self._drop_working(order)
 
     def request_cancel(self, client_order_id: str) -> VenueCancelOrder:
         """Ask the venue to cancel a live order (any of its ids). The order goes PENDING_CANCEL until the venue
@@ -363,6 +412,7 @@ class Oms:
         order.pending_quantity = quantity
         order.status = _PENDING_REPLACE
         order.updated_ns = now
+        self._recount(order)  # in flight at either price, and at the larger size
         return msg
 
     def cancel_all(self, *, strategy_id: str | None = None, symbol: str | None = None) -> list[VenueCancelOrder]:
@@ -406,13 +456,30 @@ class Oms:
         ]
 
     def open_order_count(self, *, strategy_id: str | None = None, symbol: str | None = None) -> int:
-        if strategy_id is None and symbol is None:
-            return len(self._working)
+        if symbol is None:
+            if strategy_id is None:
+                return len(self._working)
+            return self._open_by_strategy.get(strategy_id, 0)
+        if strategy_id is None:
+            return self._open_by_symbol.get(symbol, 0)
         n = 0
         for o in self._working.values():
             if (strategy_id is None or o.strategy_id == strategy_id) and (symbol is None or o.symbol == symbol):
                 n += 1
         return n
+
+    def working_side(self, strategy_id: str, symbol: str, side: Side) -> WorkingSide | None:
+        """`strategy_id`'s working orders in `symbol` on `side`, counted (None if it never had one there)."""
+        sides = self._sides.get((symbol, side))
+        return None if sides is None else sides.get(strategy_id)
+
+    def net_working_side(self, symbol: str, side: Side) -> WorkingSide | None:
+        """Every strategy's working orders in `symbol` on `side`, counted (no `prices`)."""
+        return self._sides_net.get((symbol, side))
+
+    def working_sides(self, symbol: str, side: Side) -> dict[str, WorkingSide]:
+        """strategy id -> its working side in `symbol` on `side` (entries may have count 0). Read-only."""
+        return self._sides.get((symbol, side), _NO_SIDES)
 
     def working_quantity(self, *, strategy_id: str | None = None, symbol: str | None = None, side: Side) -> int:
         """Lots that could still fill on `side` (worst case: the larger of old and new size while a replace is in
@@ -550,6 +617,7 @@ class Oms:
             order.pending_replace_id = ""
             order.pending_price = 0
             order.pending_quantity = 0
+            self._recount(order)  # back to its current terms only
         else:
             return self._anomaly(OmsCode.UNEXPECTED_CANCEL_REJECT)
         if order.base_status not in _TERMINAL:
@@ -595,6 +663,7 @@ class Oms:
                 order.price = r.price
                 order.quantity = r.quantity
                 order.leaves_quantity = r.quantity - order.cum_quantity
+                self._recount(order)
         missing = r.cum_quantity - order.cum_quantity
         if missing > 0:
             price = r.last_price or order.price
@@ -653,6 +722,7 @@ class Oms:
             order.base_status = _PARTIAL
             if not order.pending_cancel_id and not order.pending_replace_id:
                 order.status = _PARTIAL
+            self._recount(order)
         else:
             order.base_status = _FILLED
             self._finish(order, _FILLED)
@@ -734,6 +804,7 @@ class Oms:
             order.base_status = _NEW
         self._restore_status(order)
         order.updated_ns = self._clock.now()
+        self._recount(order)
         events.append(
             OrderReplaced(
                 strategy_id=order.strategy_id,
@@ -765,7 +836,8 @@ class Oms:
         order.pending_replace_id = ""
         order.pending_price = 0
         order.pending_quantity = 0
-        self._working.pop(order.origin_client_order_id, None)
+        if self._working.pop(order.origin_client_order_id, None) is not None:
+            self._drop_working(order)
         terminal = self._terminal
         terminal.append(order)
         if len(terminal) > self._max_terminal:
@@ -774,6 +846,89 @@ class Oms:
             by_id.pop(old.origin_client_order_id, None)
             for alias in old.aliases or ():
                 by_id.pop(alias, None)
+
+    def _add_working(self, order: Order) -> None:
+        """A new working order (new, or restored): count it."""
+        strategy_id = order.strategy_id
+        symbol = order.symbol
+        by_strategy = self._open_by_strategy
+        by_strategy[strategy_id] = by_strategy.get(strategy_id, 0) + 1
+        by_symbol = self._open_by_symbol
+        by_symbol[symbol] = by_symbol.get(symbol, 0) + 1
+        key = (symbol, order.side)
+        sides = self._sides.get(key)
+        if sides is None:
+            sides = self._sides[key] = {}
+            net = self._sides_net[key] = WorkingSide(with_prices=False)
+        else:
+            net = self._sides_net[key]
+        mine = sides.get(strategy_id)
+        if mine is None:
+            mine = sides[strategy_id] = WorkingSide(with_prices=True)
+        mine.count += 1
+        net.count += 1
+        if order.order_type is _MARKET_TYPE:
+            mine.market += 1
+            net.market += 1
+        self._count_terms(order, mine, net)
+
+    def _drop_working(self, order: Order) -> None:
+        """An order that stopped working (finished, or denied before it was sent): uncount it."""
+        strategy_id = order.strategy_id
+        symbol = order.symbol
+        self._open_by_strategy[strategy_id] -= 1
+        self._open_by_symbol[symbol] -= 1
+        mine, net = self._uncount_terms(order)
+        mine.count -= 1
+        net.count -= 1
+        if order.order_type is _MARKET_TYPE:
+            mine.market -= 1
+            net.market -= 1
+
+    def _recount(self, order: Order) -> None:
+        """A working order's size, price or in-flight replace changed: count it on its new terms. Every change to
+        those fields of a working order goes through here; tests check the counters against a recount."""
+        mine, net = self._uncount_terms(order)
+        self._count_terms(order, mine, net)
+
+    def _count_terms(self, order: Order, mine: WorkingSide, net: WorkingSide) -> None:
+        lots = order.worst_case_leaves()
+        price = order.price
+        pending = order.pending_price
+        if price:
+            value = lots * price
+            mine.value += value
+            net.value += value
+        else:
+            mine.zero_lots += lots
+            net.zero_lots += lots
+        mine.lots += lots
+        net.lots += lots
+        prices = mine.prices
+        prices[price] = prices.get(price, 0) + 1
+        if pending:
+            prices[pending] = prices.get(pending, 0) + 1
+        self._counted[order.origin_client_order_id] = (mine, net, lots, price, pending)
+
+    def _uncount_terms(self, order: Order) -> tuple[WorkingSide, WorkingSide]:
+        mine, net, lots, price, pending = self._counted.pop(order.origin_client_order_id)
+        if price:
+            value = lots * price
+            mine.value -= value
+            net.value -= value
+        else:
+            mine.zero_lots -= lots
+            net.zero_lots -= lots
+        mine.lots -= lots
+        net.lots -= lots
+        prices = mine.prices
+        for p in (price, pending) if pending else (price,):
+            left = prices[p] - 1
+            if left:
+                prices[p] = left
+            else:
+                del prices[p]
+        return mine, net
 
     def _live(self, client_order_id: str) -> Order:
         order = self._by_id.get(client_order_id)
@@ -830,10 +985,15 @@ class Oms:
                     self._working[order.origin_client_order_id] = order
                 else:
                     self._terminal.append(order)
+        self._reset_counters()
+        for order in self._working.values():
+            self._add_working(order)
         self._exec_ids = deque(data["exec_ids"])
         self._exec_id_set = set(self._exec_ids)
         self._next_id = data["next_id"]
         self.anomalies = dict(data["anomalies"])
 
 
-__all__ = ["TERMINAL_STATUSES", "FeeModel", "Oms", "OmsCode", "OmsError", "Order"]
+_NO_SIDES: dict[str, WorkingSide] = {}
+
+__all__ = ["TERMINAL_STATUSES", "FeeModel", "Oms", "OmsCode", "OmsError", "Order", "WorkingSide"]

@@ -901,6 +901,7 @@ def test_no_sequence_of_venue_reports_raises_or_breaks_an_order_invariant(steps)
             else:
                 assert o.leaves_quantity == o.quantity - o.cum_quantity > 0
         assert oms.working_orders() == [o for o in orders if not o.is_terminal]
+        assert_counters_match_a_recount(oms)
 
 
 # ------------------------------------------------------------------ against the simulated venue
@@ -962,6 +963,7 @@ def test_the_oms_agrees_with_the_venue_after_any_sequence_of_requests_and_fills(
         elif kind == "cancel_all":
             for msg in oms.cancel_all():
                 route(venue.handle(msg))
+        assert_counters_match_a_recount(oms)
 
     assert oms.anomalies == {}
     live = {o.client_order_id: o for o in venue.open_orders(ACCOUNT)}
@@ -1004,3 +1006,140 @@ def test_a_snapshot_of_another_account_is_refused():
         make_oms().restore(snap)
 
     assert caught.value.code == OmsCode.BAD_SNAPSHOT
+
+
+# ------------------------------------------------------------------ the risk gate's counters
+
+
+def recount(oms: Oms) -> tuple[dict, dict, dict, dict]:
+    """What the OMS's incremental counters must hold, from a full pass over the working orders (the way the risk
+    gate counted before the counters existed)."""
+    sides: dict = {}
+    net: dict = {}
+    by_strategy: dict = {}
+    by_symbol: dict = {}
+    for o in oms.working_orders():
+        by_strategy[o.strategy_id] = by_strategy.get(o.strategy_id, 0) + 1
+        by_symbol[o.symbol] = by_symbol.get(o.symbol, 0) + 1
+        lots = o.worst_case_leaves()
+        for table, key in ((sides, (o.strategy_id, o.symbol, o.side)), (net, (o.symbol, o.side))):
+            count, total, value, zero_lots, market, prices = table.get(key, (0, 0, 0, 0, 0, {}))
+            prices = dict(prices)
+            for price in (o.price, o.pending_price) if o.pending_price else (o.price,):
+                prices[price] = prices.get(price, 0) + 1
+            table[key] = (
+                count + 1,
+                total + lots,
+                value + lots * o.price,
+                zero_lots + (0 if o.price else lots),
+                market + (o.order_type == OrderType.MARKET),
+                prices,
+            )
+    return sides, net, by_strategy, by_symbol
+
+
+def assert_counters_match_a_recount(oms: Oms) -> None:
+    sides, net, by_strategy, by_symbol = recount(oms)
+    empty = (0, 0, 0, 0, 0, {})
+    symbols = {key[1] for key in sides} | {SYM, "ETH-USD"}
+    for symbol in symbols:
+        for side in (Side.BUY, Side.SELL):
+            counted = oms.working_sides(symbol, side)
+            for strategy_id in counted.keys() | {k[0] for k in sides if k[1:] == (symbol, side)}:
+                got = oms.working_side(strategy_id, symbol, side)
+                assert got is counted.get(strategy_id)
+                assert (got.as_tuple() if got else empty) == sides.get((strategy_id, symbol, side), empty)
+            got = oms.net_working_side(symbol, side)
+            want = net.get((symbol, side), empty)
+            assert (got.as_tuple()[:5] if got else empty[:5]) == want[:5]
+            assert got is None or got.prices is None
+    assert oms.open_order_count() == len(oms.working_orders())
+    for strategy_id in by_strategy.keys() | {"mm", "b", "c"}:
+        assert oms.open_order_count(strategy_id=strategy_id) == by_strategy.get(strategy_id, 0)
+    for symbol in symbols:
+        assert oms.open_order_count(symbol=symbol) == by_symbol.get(symbol, 0)
+
+
+COUNTER_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "new",
+                "new",
+                "market",
+                "deny",
+                "ack",
+                "fill",
+                "cancel",
+                "canceled",
+                "replace",
+                "replaced",
+                "cancel_rejected",
+                "rejected",
+                "expired",
+                "status",
+                "restore",
+            ]
+        ),
+        st.sampled_from(["mm", "b", "c"]),
+        st.sampled_from([SYM, "ETH-USD"]),
+        st.sampled_from([Side.BUY, Side.SELL]),
+        st.integers(98, 102),
+        st.integers(1, 6),
+        st.integers(0, 20),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(COUNTER_STEPS)
+def test_after_any_sequence_of_operations_the_risk_counters_equal_a_recount(steps):
+    oms = make_oms()
+
+    for kind, strategy_id, symbol, side, price, qty, pick in steps:
+        working = oms.working_orders()
+        target = working[pick % len(working)] if working else None
+        if kind in ("new", "market", "deny"):
+            order = oms.new_order(
+                strategy_id=strategy_id,
+                client_order_id=oms.next_client_order_id(strategy_id),
+                symbol=symbol,
+                side=side,
+                order_type=OrderType.MARKET if kind == "market" else OrderType.LIMIT,
+                time_in_force=TimeInForce.IOC if kind == "market" else TimeInForce.GTC,
+                price=0 if kind == "market" else price,
+                quantity=qty,
+            )
+            if kind == "deny":
+                oms.on_order_denied(order.client_order_id)
+        elif kind == "restore":
+            restored = make_oms()
+            restored.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(oms.snapshot())))
+            oms = restored
+        elif target is None or (target.order_type == OrderType.MARKET and kind in ("replace", "replaced")):
+            continue
+        elif kind == "ack" and target.base_status == S.PENDING_NEW:
+            oms.on_execution_report(ack(target))
+        elif kind == "fill":
+            oms.on_execution_report(fill(target, min(qty, target.leaves_quantity)))
+        elif kind == "cancel" and not target.pending_cancel_id:
+            oms.request_cancel(target.client_order_id)
+        elif kind == "canceled":
+            oms.on_execution_report(canceled(target))
+        elif kind == "replace" and not target.pending_cancel_id and not target.pending_replace_id:
+            oms.request_replace(target.client_order_id, price, target.cum_quantity + qty)
+        elif kind == "replaced" and target.pending_replace_id:
+            oms.on_execution_report(replaced(target))
+        elif kind == "cancel_rejected" and (target.pending_cancel_id or target.pending_replace_id):
+            oms.on_execution_report(cancel_rejected(target))
+        elif kind == "rejected":
+            oms.on_execution_report(rejected(target))
+        elif kind == "expired":
+            oms.on_execution_report(expired(target))
+        elif kind == "status":  # the venue's terms differ from ours: the order takes them
+            oms.on_execution_report(
+                report(target, ExecType.ORDER_STATUS, S.NEW, price=price, quantity=target.cum_quantity + qty)
+            )
+
+        assert_counters_match_a_recount(oms)
