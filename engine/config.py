@@ -12,6 +12,9 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from engine.protocol import Scope
+from engine.trading_state import TriggerConfig
+
 
 class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One strategy instance: `name` is a key of `engine.strategies.registry`, `params` wire values."""
@@ -21,6 +24,14 @@ class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     symbol: Annotated[str, Meta(min_length=1, max_length=32)]
     params: dict[str, Any] = {}
     autostart: bool = False
+
+
+class ScopeTriggers(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The automatic kill-switch triggers of one scope (daily loss, drawdown, reject rate, dead-man heartbeat),
+    applied with `TradingStates.configure_triggers` when the engine starts."""
+
+    scope: Scope
+    triggers: TriggerConfig
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -44,3 +55,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     taker_fee_bps: Decimal = Decimal(0)
     # Order-book snapshots the feed asks for after a gap are requested through the gateway.
     feed_max_buffer: Annotated[int, Meta(ge=1)] = 10_000
+    # Whether the market data shows our own resting orders. True for a venue's feed (the simulated venue, a live
+    # exchange): strategies are then told which levels are ours so they do not quote off their own orders. False
+    # only for a recorded market our simulated orders never entered (the backtester over a capture), where
+    # subtracting them would remove liquidity that was someone else's.
+    market_data_includes_own_orders: bool = True
+    # Automatic trading-state triggers per scope, configured at start-up (issue 5's config file carries them).
+    triggers: tuple[ScopeTriggers, ...] = ()

@@ -91,13 +91,21 @@ from engine.protocol import (
     TradePrinted,
     TradingStateChanged,
     UpdateStrategyParams,
+    VenueCommandRejected,
     VenueRequestSnapshot,
 )
 from engine.risk import RiskGate
 from engine.strategies import registry
+from engine.strategies.base import Quotes
 from engine.strategies.params import params_to_wire
 from engine.strategies.quotes import Cancel, New, QuoteManager, Replace
 from engine.trading_state import TradingStates
+
+# The venue's reason code for a cancel/replace of an order it does not hold open (`engine.venue.orders.Reason`; a FIX
+# gateway maps its venue's code to the same string).
+VENUE_UNKNOWN_ORDER = "UNKNOWN_ORDER"
+_HALTED = TradingState.HALTED
+_REDUCING = TradingState.REDUCING
 
 
 class CoreCode:
@@ -179,6 +187,7 @@ _STATE = (
     "_applied",
     "_replies",
     "_last_beat",
+    "_venue_rejects",
 )
 
 
@@ -221,6 +230,9 @@ class Engine:
         self._portfolio = Portfolio(self._time, instruments, day_start_offset_ns=config.day_start_offset_ns)
         self._states = TradingStates(self._time, portfolio=self._portfolio)
         self._risk = RiskGate(self._time, instruments, self._oms, self._portfolio, self._states)
+        for scoped in config.triggers:  # bad trigger settings fail here, at start-up, naming the value
+            self._states.configure_triggers(scoped.scope, scoped.triggers)
+        self._own_in_book = config.market_data_includes_own_orders
         self._books: dict[str, _Books] = {s: _Books(s, config.feed_max_buffer) for s in instruments.symbols}
         self._strategies: dict[str, _Strategy] = {}
         self._by_symbol: dict[str, list[_Strategy]] = {}
@@ -228,6 +240,7 @@ class Engine:
         self._applied = 0  # last journal record applied (0 without a journal)
         self._replies: OrderedDict[str, Any] = OrderedDict()
         self._last_beat = 0  # engine time of the last EngineHeartbeat
+        self._venue_rejects: dict[str, int] = {}  # VenueCommandRejected per code
         for sc in config.strategies:
             self.add_strategy(sc.name, sc.strategy_id, sc.symbol, sc.params, autostart=sc.autostart)
         if journal is not None and journal.last_seq == 0:
@@ -286,6 +299,26 @@ class Engine:
             self._applied = self.journal.append(RecordKind.EXECUTION_REPORT, ts, report)
         self._time.set(ts)
         self._apply_execution_report(report)
+        self._after_input()
+
+    def handle_venue_message(self, msg: Any) -> None:
+        """Route one message from the venue (what a gateway's inbound queue holds) to its entry point."""
+        kind = type(msg)
+        if kind is ExecutionReport:
+            self.handle_execution_report(msg)
+        elif kind is VenueCommandRejected:
+            self.handle_venue_reject(msg)
+        else:
+            self.handle_market_data(msg)
+
+    def handle_venue_reject(self, msg: VenueCommandRejected) -> None:
+        """The venue refused a command and no execution report can say so (an unlisted symbol's snapshot request,
+        ids it cannot echo). Not market data: it never touches a book."""
+        ts = self._stamp()
+        if self.journal is not None:
+            self._applied = self.journal.append(RecordKind.VENUE_REJECT, ts, msg)
+        self._time.set(ts)
+        self._apply_venue_reject(msg)
         self._after_input()
 
     def on_timer(self, now: int) -> None:
@@ -449,7 +482,7 @@ class Engine:
                 command_id=cmd.command_id,
             )
         )
-        self._requote(entry, strategy.on_book(self._books[entry.symbol].book, self._time._now))
+        self._quote_off_book(entry, self._books[entry.symbol].book, self._time._now)
         return self._accept(cmd, strategy_state=strategy.state)
 
     def _cmd_stop(self, cmd: StopStrategy) -> Any:
@@ -666,16 +699,35 @@ class Engine:
 
     # ------------------------------------------------------------------ strategies
 
-    def _requote(self, entry: _Strategy, quotes: Any) -> None:
+    def _quote_off_book(self, entry: _Strategy, book: L2Book, now: int) -> None:
+        """Run the strategy on `book` and requote. When the market data carries our own resting orders (a venue's
+        feed), the strategy is told which orders are its own: otherwise its skewed quote becomes "the market's"
+        best price, moves the mid, moves the quote again, and it chases itself (config, not a guess: a recorded
+        market never saw our simulated orders, and subtracting them there would remove someone else's liquidity)."""
+        strategy = entry.strategy
+        working = self._oms.working_orders(strategy_id=strategy.strategy_id, symbol=entry.symbol)
+        quotes = strategy.on_book(book, now, working if self._own_in_book else None)
+        if quotes is not None:
+            self._requote(entry, quotes, working)
+
+    def _requote(self, entry: _Strategy, quotes: Any, working: list[Order] | None = None) -> None:
         if quotes is None:
             return
         strategy = entry.strategy
         strategy_id = strategy.strategy_id
         symbol = entry.symbol
-        if self._states.state_for(strategy_id, symbol) is TradingState.HALTED:
-            return  # every new order would be denied; the halt already canceled what rested
+        states = self._states
+        if states.non_active:
+            firm, strat, instr = states.levels_for(strategy_id, symbol)
+            if firm is _HALTED or strat is _HALTED or instr is _HALTED:
+                return  # every new order would be denied; the halt already canceled what rested
+            net_reducing = firm is _REDUCING or instr is _REDUCING
+            if strat is _REDUCING or net_reducing:
+                quotes = self._reducing_quotes(quotes, strategy_id, symbol, strat is _REDUCING, net_reducing)
         oms = self._oms
-        actions = entry.quoter.reconcile(quotes, oms.working_orders(strategy_id=strategy_id, symbol=symbol))
+        if working is None:
+            working = oms.working_orders(strategy_id=strategy_id, symbol=symbol)
+        actions = entry.quoter.reconcile(quotes, working)
         for action in actions:
             kind = type(action)
             if kind is New:
@@ -698,6 +750,31 @@ class Engine:
                     self._send(msg)
             elif kind is Cancel:
                 self._send_cancel(oms.request_cancel(action.client_order_id))
+
+    def _reducing_quotes(
+        self, quotes: Quotes, strategy_id: str, symbol: str, strategy_reducing: bool, net_reducing: bool
+    ) -> Quotes:
+        """The part of `quotes` a REDUCING scope can let through: only the side that brings the position towards
+        zero, at most |position| lots. Without this the strategy keeps asking for the other side on every book
+        update and each ask is an `OrderDenied` (hundreds a second). The risk gate stays the authority (it also
+        counts working orders); this only avoids proposing what it can only deny. A side cut to zero makes the
+        quote manager cancel what rests there, which is what REDUCING wants anyway."""
+        portfolio = self._portfolio
+        buy_max = sell_max = None
+        for applies, position in (
+            (strategy_reducing, portfolio.position(strategy_id, symbol) if strategy_reducing else 0),
+            (net_reducing, portfolio.net_position(symbol) if net_reducing else 0),
+        ):
+            if not applies:
+                continue
+            buys, sells = max(-position, 0), max(position, 0)
+            buy_max = buys if buy_max is None else min(buy_max, buys)
+            sell_max = sells if sell_max is None else min(sell_max, sells)
+        bid_q = min(quotes.bid_quantity, buy_max)
+        ask_q = min(quotes.ask_quantity, sell_max)
+        if bid_q == quotes.bid_quantity and ask_q == quotes.ask_quantity:
+            return quotes
+        return Quotes(quotes.bid_price, bid_q, quotes.ask_price, ask_q)
 
     # ------------------------------------------------------------------ market data
 
@@ -751,7 +828,7 @@ class Engine:
                     )
                 )
         for entry in entries:
-            self._requote(entry, entry.strategy.on_book(book, now))
+            self._quote_off_book(entry, book, now)
 
     # ------------------------------------------------------------------ execution reports
 
@@ -766,9 +843,30 @@ class Engine:
                 for changed in self._states.on_reject(strategy_id=event.strategy_id, symbol=event.symbol):
                     self._on_state_changed(changed)
             elif kind is CancelRejected:
+                if event.code == VENUE_UNKNOWN_ORDER:
+                    self._query_if_live(event.orig_client_order_id)
                 # A cancel chained on a replace the venue refused finds nothing: re-issue the halt's cancels.
                 if self._states.state_for(event.strategy_id, event.symbol) is TradingState.HALTED:
                     self._cancel_scope(Scope.strategy(event.strategy_id))
+
+    def _query_if_live(self, client_order_id: str) -> None:
+        """The venue says it does not know an order we still hold live: it finished it (filled, expired, ...) and
+        we missed the report that said how. Ask for its status; the ORDER_STATUS answer comes back as an execution
+        report (journaled like any other) and the OMS reconciles it, so fills we never saw are booked."""
+        order = self._oms.get(client_order_id)
+        if order is None or order.is_terminal:
+            return
+        self._risk.on_message_sent(self._time._now, strategy_id=order.strategy_id, symbol=order.symbol)
+        self._send(self._oms.query_message(client_order_id))
+
+    def _apply_venue_reject(self, msg: VenueCommandRejected) -> None:
+        # Counted per code (state: snapshotted and hashed) for operators; the protocol has no engine event for it
+        # yet. A refused snapshot request leaves the feed stale, so nothing quotes off that book, and the feed's
+        # timer asks again. A refused command about an order we hold live: ask the venue what it knows.
+        rejects = self._venue_rejects
+        rejects[msg.code] = rejects.get(msg.code, 0) + 1
+        if msg.client_order_id:
+            self._query_if_live(msg.client_order_id)
 
     def _on_fill(self, fill: OrderFilled) -> None:
         strategy_id, symbol = fill.strategy_id, fill.symbol
@@ -797,7 +895,7 @@ class Engine:
             strategy = entry.strategy
             strategy.on_fill(fill.side, fill.last_price, fill.last_quantity, self._time._now)
             # The inventory moved the reservation price: requote now rather than on the next book update.
-            self._requote(entry, strategy.on_book(self._books[symbol].book, self._time._now))
+            self._quote_off_book(entry, self._books[symbol].book, self._time._now)
 
     def _avg_price(self, strategy_id: str, symbol: str) -> Decimal:
         avg = getattr(self._portfolio, "avg_price", None)
@@ -811,6 +909,12 @@ class Engine:
     def _apply_timer(self, now: int) -> None:
         for changed in self._states.on_timer(now):
             self._on_state_changed(changed)
+        for books in self._books.values():
+            # A snapshot request (or its answer) that was lost or refused is asked for again after a timeout.
+            if books.feed.on_timer(now):
+                for symbol in books.requests:
+                    self._send(VenueRequestSnapshot(symbol=symbol))
+                books.requests.clear()
         for entry in self._strategies.values():
             self._requote(entry, entry.strategy.on_timer(now))
         config = self.config
@@ -868,6 +972,7 @@ class Engine:
             "strategies": strategies,
             "books": books,
             "replies": [[k, _ENCODER.encode(v)] for k, v in self._replies.items()],
+            "venue_rejects": self._venue_rejects,
         }
 
     @property
@@ -941,6 +1046,8 @@ class Engine:
             self._apply_execution_report(record.message)
         elif kind == RecordKind.TIMER:
             self._apply_timer(record.ts)
+        elif kind == RecordKind.VENUE_REJECT:
+            self._apply_venue_reject(record.message)
         self._applied = record.seq
 
     @classmethod

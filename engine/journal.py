@@ -64,6 +64,8 @@ class RecordKind(IntEnum):
     # The first record of a journal: the engine's start time, so a replay from the beginning builds the engine
     # (strategy parameter history, clocks) at the same instant the original did.
     START = 5
+    # A `VenueCommandRejected`: the venue refused a command without an execution report (FIX 35=j).
+    VENUE_REJECT = 6
 
 
 class FsyncPolicy(IntEnum):

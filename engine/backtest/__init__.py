@@ -150,7 +150,9 @@ class _DelayedGateway:
         heapq.heappush(self.heap, (self.clock._now + self.latency, self.n, 0, command))
 
 
-def _engine(instruments: InstrumentRegistry, symbol: str, config: BacktestConfig, clock: FakeClock, gateway) -> Engine:
+def _engine(
+    instruments: InstrumentRegistry, symbol: str, config: BacktestConfig, clock: FakeClock, gateway, *, recorded: bool
+) -> Engine:
     engine_config = EngineConfig(
         engine_id="backtest",
         account=config.account,
@@ -164,6 +166,8 @@ def _engine(instruments: InstrumentRegistry, symbol: str, config: BacktestConfig
             ),
         ),
         publish_top_of_book=False,
+        # Our simulated orders never entered the recorded book, so there is nothing of ours to take out of it.
+        market_data_includes_own_orders=not recorded,
         replay_ring_size=0,
         reply_cache_size=1_000,
         maker_fee_bps=config.maker_fee_bps,
@@ -197,7 +201,7 @@ def run_recorded(
     clock = FakeClock(events[0][0])
     heap: list = []
     gateway = _DelayedGateway(clock, heap, config.entry_latency_ns)
-    engine = _engine(instruments, symbol, config, clock, gateway)
+    engine = _engine(instruments, symbol, config, clock, gateway, recorded=True)
     model = QueueFillModel(symbol, config.account, cancel_model=config.cancel_model)
     builder = ReportBuilder(instruments.get(symbol))
     book = engine.book(symbol)
@@ -273,7 +277,7 @@ def run_venue(
     clock = FakeClock(start)
     heap: list = []
     gateway = _DelayedGateway(clock, heap, config.entry_latency_ns)
-    engine = _engine(instruments, symbol, config, clock, gateway)
+    engine = _engine(instruments, symbol, config, clock, gateway, recorded=False)
     venue = Venue([symbol], clock=clock.now)
     md_lat, resp_lat = config.md_latency_ns, config.response_latency_ns
     account = config.account

@@ -47,6 +47,7 @@ from engine.protocol import (
     SubmitOrder,
     TradePrinted,
     UpdateStrategyParams,
+    VenueCommandRejected,
 )
 from engine.venue import FlowConfig, PoissonFlow, Venue
 
@@ -219,6 +220,8 @@ def deliver(engine: Engine, item: object) -> object | None:
         engine.handle_execution_report(item)
     elif kind in _MD:
         engine.handle_market_data(item)
+    elif kind is VenueCommandRejected:
+        engine.handle_venue_reject(item)
     else:
         return engine.handle_command(item)
     return None

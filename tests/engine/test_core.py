@@ -8,10 +8,10 @@ import pytest
 import recovery_session as rs
 
 from engine.clock import FakeClock
-from engine.config import EngineConfig, StrategyConfig
+from engine.config import EngineConfig, ScopeTriggers, StrategyConfig
 from engine.core import Engine, replay_events_from_journal
-from engine.enums import OrderStatus, OrderType, Side, TimeInForce, TradingState
-from engine.gateway import InProcessGateway
+from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce, TradingState
+from engine.gateway import InProcessGateway, NullGateway
 from engine.journal import FsyncPolicy, Journal, RecordKind, read_journal
 from engine.protocol import (
     BookDeltas,
@@ -21,6 +21,7 @@ from engine.protocol import (
     Codec,
     CommandAccepted,
     CommandRejected,
+    ExecutionReport,
     HaltTrading,
     Heartbeat,
     OrderAccepted,
@@ -45,8 +46,12 @@ from engine.protocol import (
     SubmitOrder,
     TradingStateChanged,
     UpdateStrategyParams,
+    VenueCommandRejected,
     VenuePlaceOrder,
+    VenueQueryOrder,
+    VenueRequestSnapshot,
 )
+from engine.trading_state import TradingStateError, TriggerConfig
 from engine.venue import Venue
 
 SYMBOL = rs.SYMBOL
@@ -397,3 +402,196 @@ def test_a_timer_tick_publishes_pnl_per_strategy_and_firm_and_a_heartbeat_once_p
 
     assert first == ["PnlUpdated", "PnlUpdated", "EngineHeartbeat"]
     assert second == ["PnlUpdated", "PnlUpdated"]
+
+
+def _fill_one_bid_lot(h: Harness) -> None:
+    bid = next(o for o in h.venue.open_orders("MM1") if o.side == Side.BUY)
+    h.liquidity(Side.SELL, bid.price, 1, "taker")  # someone sells 1 lot into our bid
+
+
+@pytest.mark.parametrize(("own_in_book", "chases"), [(True, False), (False, True)])
+def test_a_strategy_on_a_venue_feed_is_told_its_own_orders_so_a_fill_does_not_make_it_chase_them(own_in_book, chases):
+    h = Harness(autostart=True)
+    h.engine._own_in_book = own_in_book  # what EngineConfig.market_data_includes_own_orders sets
+    # A 60 s horizon: one lot of inventory skews the quotes by a tick or two, enough to show a chase.
+    params = {"gamma": Decimal("0.01"), "horizon_mode": "FIXED", "horizon_s": Decimal(60)}
+    h.cmd(UpdateStrategyParams, strategy_id="as1", params=params)
+    h.market()  # the market: 9990 / 10010, mid 10000
+
+    _fill_one_bid_lot(h)
+    for i in range(3):  # more book updates from others, away from the touch
+        h.liquidity(Side.BUY, 9_980 - i, 1, f"far-{i}")
+
+    mid = h.engine.strategy("as1")._mid
+    assert h.engine.portfolio.position("as1", SYMBOL) == 1
+    # Told its own orders, the strategy sees the market's mid; not told, its skewed ask became "the market's" best
+    # ask, which lowered the mid, which lowered the ask... (8.5 ticks of drift here).
+    assert (mid != 10_000.0) is chases
+    if not chases:
+        asks = [o.price for o in h.venue.open_orders("MM1") if o.side == Side.SELL]
+        assert asks == [10_001]
+
+
+def test_the_market_data_source_says_whether_the_book_carries_our_orders():
+    assert EngineConfig().market_data_includes_own_orders is True
+    assert Harness().engine._own_in_book is True
+    assert (
+        Engine(EngineConfig(market_data_includes_own_orders=False), FakeClock(START), rs.INSTRUMENTS, None)._own_in_book
+        is False
+    )
+
+
+def test_a_reducing_strategy_only_quotes_the_side_that_reduces_and_draws_no_denials():
+    h = Harness(autostart=True)
+    h.market()
+    h.cmd(ReduceTrading, scope=Scope.strategy("as1"), reason="inventory")
+    h.engine.drain()
+
+    _fill_one_bid_lot(h)  # long 1 lot: only selling at most 1 lot reduces it
+    for i in range(5):
+        h.liquidity(Side.BUY, 9_991 + i, 1, f"up-{i}")  # the market moves: the strategy requotes each time
+    h.pump()
+
+    assert h.events(OrderDenied) == []
+    resting = [(o.side, o.quantity - o.cum_quantity) for o in h.venue.open_orders("MM1")]
+    assert resting == [(Side.SELL, 1)]
+
+
+def test_a_reducing_scope_with_a_flat_position_quotes_nothing_and_cancels_what_rests():
+    h = Harness(autostart=True)
+    h.market()
+    h.engine.drain()
+
+    h.cmd(ReduceTrading, scope=Scope.instrument(SYMBOL), reason="flat it")
+    h.liquidity(Side.BUY, 9_995, 1, "move")
+    h.pump()
+
+    assert h.events(OrderDenied) == []
+    assert h.venue.open_orders("MM1") == []
+
+
+def _report(cid: str, exec_type, status, *, n: int, cum: int = 0, last: int = 0, reason: str = "", orig: str = ""):
+    return ExecutionReport(
+        exec_id=f"x{n}",
+        client_order_id=cid,
+        orig_client_order_id=orig,
+        venue_order_id=7,
+        account="MM1",
+        symbol=SYMBOL,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        time_in_force=TimeInForce.GTC,
+        exec_type=exec_type,
+        status=status,
+        price=9_900,
+        quantity=2,
+        last_price=9_900 if last else 0,
+        last_quantity=last,
+        leaves_quantity=2 - cum,
+        cum_quantity=cum,
+        reason_code=reason,
+        ts=START,
+    )
+
+
+def test_a_cancel_refused_as_unknown_for_an_order_we_hold_live_queries_it_and_books_the_fill_we_missed():
+    h = Harness()
+    h.gateway = NullGateway()
+    h.engine.gateway = h.gateway
+    _submit(h, "m1", Side.BUY, "99.00", "0.002")
+    h.engine.handle_execution_report(_report("m1", ExecType.NEW, OrderStatus.NEW, n=1))
+    h.cmd(CancelOrder, client_order_id="m1", symbol=SYMBOL)
+    cancel = h.gateway.last
+    h.engine.drain()
+
+    # The venue filled the order and the report was lost; the cancel finds nothing.
+    h.engine.handle_execution_report(
+        _report(
+            cancel.client_order_id,
+            ExecType.CANCEL_REJECTED,
+            OrderStatus.REJECTED,
+            n=2,
+            reason="UNKNOWN_ORDER",
+            orig="m1",
+        )
+    )
+    query = h.gateway.last
+    h.engine.handle_execution_report(_report("m1", ExecType.ORDER_STATUS, OrderStatus.FILLED, n=3, cum=2, last=2))
+
+    assert (type(query), query.client_order_id) == (VenueQueryOrder, "m1")
+    assert [(f.client_order_id, f.last_quantity) for f in h.events(OrderFilled)] == [("m1", 2)]
+    assert h.engine.portfolio.position("manual", SYMBOL) == 2
+    assert h.engine.oms.get("m1").status == OrderStatus.FILLED
+
+
+def test_a_cancel_refused_for_another_reason_sends_no_query():
+    h = Harness()
+    h.gateway = NullGateway()
+    h.engine.gateway = h.gateway
+    _submit(h, "m1", Side.BUY, "99.00", "0.002")
+    h.engine.handle_execution_report(_report("m1", ExecType.NEW, OrderStatus.NEW, n=1))
+    h.cmd(CancelOrder, client_order_id="m1", symbol=SYMBOL)
+    cancel = h.gateway.last
+    sent = h.gateway.sent
+
+    h.engine.handle_execution_report(
+        _report(cancel.client_order_id, ExecType.CANCEL_REJECTED, OrderStatus.NEW, n=2, reason="TOO_LATE", orig="m1")
+    )
+
+    assert h.gateway.sent == sent
+
+
+def test_cancels_count_against_the_strategy_and_symbol_message_windows_as_well_as_the_firm():
+    h = Harness()
+    _submit(h, "m1", Side.BUY, "99.00", "0.002", strategy_id="alpha")
+    h.pump()
+    before = h.engine.risk.snapshot()
+
+    h.cmd(CancelOrder, client_order_id="m1", symbol=SYMBOL)
+
+    after = h.engine.risk.snapshot()
+    assert len(after["firm_windows"][1]) == len(before["firm_windows"][1]) + 1
+    assert [name for name, w in after["strategy_windows"] if w[1]] == ["alpha"]
+    assert [name for name, w in after["symbol_windows"] if w[1]] == [SYMBOL]
+
+
+def test_trading_state_triggers_come_from_the_engine_config_at_start_up():
+    config = EngineConfig(
+        triggers=(
+            ScopeTriggers(scope=Scope.firm(), triggers=TriggerConfig(heartbeat_timeout_ns=5_000_000_000)),
+            ScopeTriggers(scope=Scope.strategy("as1"), triggers=TriggerConfig(daily_loss=Decimal(100))),
+        )
+    )
+
+    engine = Engine(config, FakeClock(START), rs.INSTRUMENTS, NullGateway())
+    engine.on_timer(START + 6_000_000_000)  # no console heartbeat for 6 s
+
+    assert engine.trading_states.triggers(Scope.strategy("as1")).daily_loss == Decimal(100)
+    assert engine.trading_states.state(Scope.firm()) == TradingState.HALTED
+
+
+def test_a_bad_trigger_in_the_engine_config_fails_at_start_up():
+    config = EngineConfig(
+        triggers=(
+            ScopeTriggers(scope=Scope.strategy("as1"), triggers=TriggerConfig(heartbeat_timeout_ns=5_000_000_000)),
+        )
+    )
+
+    with pytest.raises(TradingStateError):
+        Engine(config, FakeClock(START), rs.INSTRUMENTS, NullGateway())
+
+
+def test_a_venue_command_rejection_is_journaled_counted_and_never_reaches_a_book(tmp_path):
+    h = Harness(tmp_path)
+    h.market()
+    book_before = h.engine.book(SYMBOL).depth()
+    [rejection] = h.venue.handle(VenueRequestSnapshot(symbol="NOPE"))
+
+    h.engine.handle_venue_message(rejection)
+
+    assert type(rejection) is VenueCommandRejected
+    assert h.engine.book(SYMBOL).depth() == book_before
+    assert h.engine.state_view()["venue_rejects"] == {"UNKNOWN_SYMBOL": 1}
+    assert [r.kind for r in read_journal(tmp_path / "j", Codec(rs.INSTRUMENTS))][-1] == RecordKind.VENUE_REJECT
+    recovered = Engine.recover(h.config, FakeClock(START), rs.INSTRUMENTS, NullGateway(), tmp_path / "j")
+    assert recovered.state_hash() == h.engine.state_hash()
