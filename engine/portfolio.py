@@ -286,6 +286,24 @@ class Portfolio:
             return Decimal(0)  # nothing happened yet today: equity still equals the day's opening equity
         return self._money(book.equity - book.day_start)
 
+    def daily_pnl_units(self, *, strategy_id: str | None = None) -> int:
+        """`daily_pnl` as an integer of money units (`10**-money_scale` of the currency), for the risk gate: no
+        Decimal on the order path."""
+        book = self._book(strategy_id)
+        if book is None or (self._clock.now() - self._day_offset) // NS_PER_DAY != self._day:
+            return 0
+        return book.equity - book.day_start
+
+    @property
+    def money_scale(self) -> int:
+        """Money units are `10**-money_scale` of the currency (fixed at start-up by the instruments)."""
+        return self._scale
+
+    def mark2(self, symbol: str) -> int | None:
+        """Twice the current mark of `symbol` in ticks (None before any fill or mark): `mark_price` without the
+        Decimal, for the risk gate's exposure figures."""
+        return self._marks.get(symbol)
+
     def drawdown(self, *, strategy_id: str | None = None) -> Decimal:
         """Current drawdown: the peak of the equity curve minus the equity now (>= 0). Resets as equity makes a
         new high, so a drawdown trigger can be resumed once the loss is recovered."""

@@ -151,12 +151,14 @@ def test_daily_pnl_counts_only_what_happens_after_the_day_boundary():
     clock.set(11 * NS_PER_DAY + 3 * HOUR)  # past the boundary: the new day has seen nothing yet
     assert p.daily_pnl() == D(0)
     assert p.daily_pnl(strategy_id="s") == D(0)
+    assert p.daily_pnl_units() == p.daily_pnl_units(strategy_id="s") == 0
 
     p.mark("UNIT", 2 * 103)  # the carried position opened the day at 105
     fill(p, SELL, 106, 1, fee="0.25")
 
     assert p.daily_pnl() == D("0.75")
     assert p.daily_pnl(strategy_id="s") == D("0.75")
+    assert p.daily_pnl_units() == 75 * 10 ** (p.money_scale - 2)
     assert p.total_pnl() == D("5.75")
 
 
@@ -355,3 +357,7 @@ def test_realized_plus_unrealized_minus_fees_equals_cash_flow_accounting(events)
         assert p.drawdown(strategy_id=scope) == peak[scope] - equity(scope)
         assert p.max_drawdown(strategy_id=scope) == worst[scope]
         assert p.daily_pnl(strategy_id=scope) == (equity(scope) - day_start[scope] if today else 0)
+        # The risk gate's integer view is the same amount, exactly.
+        assert Decimal(p.daily_pnl_units(strategy_id=scope)).scaleb(-p.money_scale) == p.daily_pnl(strategy_id=scope)
+    for sym in marked:
+        assert INSTRUMENTS.get(sym).tick_size * p.mark2(sym) / 2 == p.mark_price(sym)
