@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from databento_dbn import Compression, DBNDecoder
 
 from engine.book import BookError, L3Book, ReferenceL3Book
 from engine.enums import Side
@@ -328,13 +329,8 @@ def test_a_bad_operation_is_refused_with_a_code_and_changes_nothing(book, method
 
 
 def databento_mbo_records() -> list:
-    # The fixture is zstd-compressed and the runtime has no zstd codec of its own; pyarrow (installed with the
-    # benchmark peers) has one.
-    pyarrow = pytest.importorskip("pyarrow", reason="decompressing the .dbn.zst fixture needs pyarrow's zstd codec")
-    from databento_dbn import DBNDecoder
-
-    decoder = DBNDecoder()
-    decoder.write(pyarrow.input_stream(str(DATABENTO_MBO), compression="zstd").read())
+    decoder = DBNDecoder(compression=Compression.ZSTD)  # decompresses the .zst itself
+    decoder.write(DATABENTO_MBO.read_bytes())
     return decoder.decode()[1:]  # the first record is the file's metadata
 
 
