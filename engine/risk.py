@@ -18,14 +18,17 @@ counted by `check` itself). Cancels are never denied: they only ever reduce risk
 
 Speed (the gate runs inline, tick-to-quote budget 10 us): limits are compiled at `set_limits` time and resolved
 per (strategy, symbol) on first use into ints — lots, ticks, tick*lot units and an exact integer money unit — so a
-check is integer compares, deque appends and one pass over the account's working orders. Exposures are valued in
-that integer money unit from the portfolio's integer positions (the order's symbol at the reference price, others
-at the portfolio's mark). Only the daily loss limit asks the portfolio for a Decimal, and only for orders that
-would add risk.
+check is integer compares and deque appends. Working orders are read from the OMS's per-(strategy, symbol, side)
+counters (`Oms.working_side`), which the OMS keeps on every order change, so a check costs the same with 2 or 500
+working orders. Exposures are valued in that integer money unit from the portfolio's integer positions and marks
+(the order's symbol at the reference price, others at the portfolio's mark), and the daily loss limit compares
+the portfolio's integer daily P&L with the limit compiled into the portfolio's money unit: no Decimal on a check
+that passes.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from decimal import Decimal
 from enum import StrEnum
@@ -38,6 +41,7 @@ from engine.clock import Clock
 from engine.enums import OrderType, Side, TradingState
 from engine.errors import EngineError
 from engine.instruments import Instrument, InstrumentRegistry
+from engine.oms import WorkingSide
 from engine.protocol import RiskLimits, Scope, ScopeKind, ScopeLimits
 from engine.trading_state import TradingStates
 
@@ -90,15 +94,32 @@ class Denial(msgspec.Struct, frozen=True):
 class _Oms(Protocol):
     def working_orders(self, *, strategy_id: str | None = None, symbol: str | None = None) -> list[Any]: ...
 
+    def open_order_count(self, *, strategy_id: str | None = None, symbol: str | None = None) -> int: ...
+
+    def working_side(self, strategy_id: str, symbol: str, side: Side) -> WorkingSide | None: ...
+
+    def net_working_side(self, symbol: str, side: Side) -> WorkingSide | None: ...
+
+    def working_sides(self, symbol: str, side: Side) -> dict[str, WorkingSide]: ...
+
 
 class _Portfolio(Protocol):
+    money_scale: int
+
     def position(self, strategy_id: str, symbol: str) -> int: ...
 
     def net_position(self, symbol: str) -> int: ...
 
-    def mark_price(self, symbol: str) -> Decimal | None: ...
+    def mark2(self, symbol: str) -> int | None: ...
 
     def daily_pnl(self, *, strategy_id: str | None = None) -> Decimal: ...
+
+    def daily_pnl_units(self, *, strategy_id: str | None = None) -> int: ...
+
+
+# A side with no working orders, for an order the OMS does not hold (never the engine's case: it registers every
+# order before the check).
+_NO_ORDERS = WorkingSide(with_prices=True)
 
 
 def _key(scope: Scope) -> tuple[int, str]:
@@ -154,7 +175,9 @@ class _Resolved:
         "half_unit",
         "instrument",
         "loss_firm",
+        "loss_firm_units",
         "loss_strategy",
+        "loss_strategy_units",
         "max_notional_units",
         "max_qty",
         "notional_level",
@@ -177,6 +200,7 @@ class _Resolved:
         *,
         half_unit: int,
         money_scale: int,
+        pnl_scale: int,
     ) -> None:
         self.instrument = instrument
         self.half_unit = half_unit  # money units per (half tick * lot): value = lots * twice-ticks * half_unit
@@ -201,6 +225,10 @@ class _Resolved:
         self.exposures: list[tuple[ScopeKind, int | None, int | None, str]] = []
         self.loss_firm: Decimal | None = None
         self.loss_strategy: Decimal | None = None
+        # The same floors in the portfolio's integer money unit (10**-pnl_scale): daily P&L <= floor exactly when
+        # its units <= floor(floor * 10**pnl_scale), since the units are whole.
+        self.loss_firm_units: int | None = None
+        self.loss_strategy_units: int | None = None
         self.strategy_name = levels[1][1]
         for kind, name, limits, windows in levels:
             window_ns = None if limits is None else limits.rate_window_ns
@@ -257,10 +285,12 @@ class _Resolved:
                     )
                 )
             if limits.max_daily_loss is not None:
+                floor = -limits.max_daily_loss
+                units = math.floor(Fraction(floor) * 10**pnl_scale)
                 if kind is _FIRM:
-                    self.loss_firm = -limits.max_daily_loss
+                    self.loss_firm, self.loss_firm_units = floor, units
                 else:
-                    self.loss_strategy = -limits.max_daily_loss
+                    self.loss_strategy, self.loss_strategy_units = floor, units
 
 
 class RiskGate:
@@ -277,6 +307,8 @@ class RiskGate:
         "_limits",
         "_money_scale",
         "_oms",
+        "_others",
+        "_pnl_scale",
         "_portfolio",
         "_resolved",
         "_states",
@@ -306,6 +338,9 @@ class RiskGate:
         self._money_scale = max((max(-h.normalize().as_tuple().exponent, 0) for h in halves.values()), default=0)
         self._half_units = {s: int(h.scaleb(self._money_scale)) for s, h in halves.items()}
         self._symbols = tuple(halves)
+        # Per symbol, the other symbols (whose positions count in firm and strategy exposures).
+        self._others = {s: tuple(o for o in halves if o != s) for s in halves}
+        self._pnl_scale = portfolio.money_scale
         self._limits: dict[tuple[int, str], RiskLimits] = {}
         self._resolved: dict[tuple[str, str], _Resolved] = {}
         self._firm_windows = _Windows()
@@ -384,6 +419,7 @@ class RiskGate:
             ),
             half_unit=self._half_units[symbol],
             money_scale=self._money_scale,
+            pnl_scale=self._pnl_scale,
         )
         self._resolved[(strategy_id, symbol)] = resolved
         return resolved
@@ -501,10 +537,20 @@ class RiskGate:
         now = self._clock.now()
         for windows, window_ns, max_orders, max_messages, name in resolved.rate_checks:
             horizon = now - window_ns
-            if max_orders is not None and not replace and _prune(windows.orders, horizon) >= max_orders:
-                return Denial(RiskCode.ORDER_RATE, f"{max_orders} orders already sent in {window_ns} ns ({name})")
-            if max_messages is not None and _prune(windows.messages, horizon) >= max_messages:
-                return Denial(RiskCode.MESSAGE_RATE, f"{max_messages} messages already sent in {window_ns} ns ({name})")
+            if max_orders is not None and not replace:
+                sent = windows.orders
+                while sent and sent[0] <= horizon:  # `_prune`, inlined: this runs per level on every check
+                    sent.popleft()
+                if len(sent) >= max_orders:
+                    return Denial(RiskCode.ORDER_RATE, f"{max_orders} orders already sent in {window_ns} ns ({name})")
+            if max_messages is not None:
+                sent = windows.messages
+                while sent and sent[0] <= horizon:
+                    sent.popleft()
+                if len(sent) >= max_messages:
+                    return Denial(
+                        RiskCode.MESSAGE_RATE, f"{max_messages} messages already sent in {window_ns} ns ({name})"
+                    )
 
         dup_window = resolved.dup_window_ns
         dup_key = None
@@ -518,46 +564,24 @@ class RiskGate:
                     f"({resolved.dup_level})",
                 )
 
-        # One pass over the account's working orders (this one included: it is PENDING_NEW in the OMS) gives the
-        # symbol's open orders, its worst-case same-side lots and their notional, per strategy and net, and finds a
-        # self-match. Filtering here costs less than asking the OMS for a filtered list.
-        working_orders = self._oms.working_orders()
-        count_strategy = resolved.open_strategy is not None and not replace
-        symbol_open = strategy_open = strategy_lots = net_lots = strategy_notional = net_notional = 0
-        crossing = None
-        for working in working_orders:
-            mine = working.strategy_id == strategy_id
-            if working.symbol != symbol:
-                if count_strategy and mine:
-                    strategy_open += 1
+        # Working orders (this one included: it is PENDING_NEW in the OMS, or live for a replace), from the OMS's
+        # counters: the same-side worst-case lots and their notional, this strategy's and every strategy's. A
+        # working order without a price (MARKET) is valued at this order's notional price.
+        oms = self._oms
+        mine = oms.working_side(strategy_id, symbol, side) or _NO_ORDERS
+        every = oms.net_working_side(symbol, side) or _NO_ORDERS
+        strategy_lots = mine.lots
+        strategy_notional = mine.value + mine.zero_lots * notional_price
+        net_lots = every.lots
+        net_notional = every.value + every.zero_lots * notional_price
+        # Self-match: would this order trade against a resting order of another strategy of the same account (a
+        # wash trade)? A replace in flight may rest at either price, so both are in `prices`.
+        buying = side == _BUY
+        for other_id, other in oms.working_sides(symbol, _SELL if buying else _BUY).items():
+            if other_id == strategy_id or not other.count:
                 continue
-            symbol_open += 1
-            strategy_open += mine
-            if working.side == side:
-                lots = working.worst_case_leaves() if working.pending_replace_id else working.leaves_quantity
-                value = lots * (working.price or notional_price)  # a MARKET order (price 0) at the reference
-                net_lots += lots
-                net_notional += value
-                if mine:
-                    strategy_lots += lots
-                    strategy_notional += value
-            elif crossing is None and not mine:
-                # Would this order trade against a resting order of another strategy of the same account (a wash
-                # trade)? A replace in flight may rest at either price, so both count.
-                other = working.price
-                pending = working.pending_price
-                if side == _BUY:
-                    crosses = other <= price or (pending and pending <= price)
-                else:
-                    crosses = other >= price or (pending and pending >= price)
-                if is_market or working.order_type == _MARKET or crosses:
-                    crossing = working
-        if crossing is not None:
-            return Denial(
-                RiskCode.SELF_MATCH,
-                f"{side.name} @{price or 'MKT'} would cross {crossing.client_order_id} of strategy "
-                f"{crossing.strategy_id} @{crossing.price}",
-            )
+            if is_market or other.market or (min(other.prices) <= price if buying else max(other.prices) >= price):
+                return self._self_match(strategy_id, symbol, side, price, is_market)
         if replace:
             # The pass counted the order on its current terms; count it on the new ones instead.
             current = order.worst_case_leaves()
@@ -569,13 +593,13 @@ class RiskGate:
 
         if not replace:
             limit = resolved.open_firm
-            if limit is not None and (count := len(working_orders)) > limit[0]:
+            if limit is not None and (count := oms.open_order_count()) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
             limit = resolved.open_strategy
-            if limit is not None and (count := strategy_open) > limit[0]:
+            if limit is not None and (count := oms.open_order_count(strategy_id=strategy_id)) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
             limit = resolved.open_symbol
-            if limit is not None and (count := symbol_open) > limit[0]:
+            if limit is not None and (count := oms.open_order_count(symbol=symbol)) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
 
         if not adds_risk:
@@ -612,14 +636,16 @@ class RiskGate:
                 price2=2 * (reference_price if reference_price is not None else notional_price),
                 strategy_side=(strategy_lots, strategy_notional),
                 net_side=(net_lots, net_notional),
+                strategy_position=strategy_position,
+                net_position=net_position,
             )
             if denial is not None:
                 return denial
 
         # REDUCING and the daily loss limit let through only orders whose worst case reduces the position: the
         # strategy's own for a strategy scope, the symbol's net for the firm and instrument scopes.
-        loss_strategy = resolved.loss_strategy
-        loss_firm = resolved.loss_firm
+        loss_strategy = resolved.loss_strategy_units
+        loss_firm = resolved.loss_firm_units
         if reducing_strategy or loss_strategy is not None:
             if strategy_position is None:
                 strategy_position = portfolio.position(strategy_id, symbol)
@@ -630,11 +656,11 @@ class RiskGate:
                         f"strategy {strategy_id} is REDUCING: worst case {side.name} {strategy_lots} lots does not "
                         f"reduce its position {strategy_position}",
                     )
-                pnl = portfolio.daily_pnl(strategy_id=strategy_id)
-                if pnl <= loss_strategy:
+                if portfolio.daily_pnl_units(strategy_id=strategy_id) <= loss_strategy:
                     return Denial(
                         RiskCode.DAILY_LOSS,
-                        f"daily P&L {pnl} at or below {loss_strategy} ({resolved.strategy_name})",
+                        f"daily P&L {portfolio.daily_pnl(strategy_id=strategy_id)} at or below "
+                        f"{resolved.loss_strategy} ({resolved.strategy_name})",
                     )
         if reducing_net or loss_firm is not None:
             if net_position is None:
@@ -646,9 +672,11 @@ class RiskGate:
                         f"REDUCING: worst case {side.name} {net_lots} lots does not reduce the {symbol} position "
                         f"{net_position}",
                     )
-                pnl = portfolio.daily_pnl()
-                if pnl <= loss_firm:
-                    return Denial(RiskCode.DAILY_LOSS, f"daily P&L {pnl} at or below {loss_firm} (firm)")
+                if portfolio.daily_pnl_units() <= loss_firm:
+                    return Denial(
+                        RiskCode.DAILY_LOSS,
+                        f"daily P&L {portfolio.daily_pnl()} at or below {resolved.loss_firm} (firm)",
+                    )
 
         if replace:
             return _PASS
@@ -681,6 +709,8 @@ class RiskGate:
         price2: int,
         strategy_side: tuple[int, int],
         net_side: tuple[int, int],
+        strategy_position: int | None,
+        net_position: int | None,
     ) -> Denial | None:
         """Gross and net exposure in integer money units, worst case: positions valued at the mark (this symbol at
         the reference price, which is the freshest mark) plus this side's working orders in this symbol at their
@@ -691,24 +721,29 @@ class RiskGate:
         net_position_of = portfolio.net_position
         half_units = self._half_units
         half_unit = resolved.half_unit
+        others = self._others[symbol]
         for kind, max_gross, max_net, name in resolved.exposures:
             if kind is _STRATEGY:
                 lots, notional = strategy_side
-                position = position_of(strategy_id, symbol)
+                if strategy_position is None:
+                    strategy_position = position_of(strategy_id, symbol)
+                position = strategy_position
             else:
                 lots, notional = net_side
-                position = net_position_of(symbol)
+                if net_position is None:
+                    net_position = net_position_of(symbol)
+                position = net_position
             gross = abs(position) * price2 * half_unit
             net = position * price2 * half_unit
             if kind is not _INSTRUMENT:
-                # The scope's positions in the other symbols, at the portfolio's marks.
-                for other in self._symbols:
-                    if other != symbol:
-                        held = position_of(strategy_id, other) if kind is _STRATEGY else net_position_of(other)
-                        if held:
-                            value = held * self._mark2(other) * half_units[other]
-                            gross += abs(value)
-                            net += value
+                # The scope's positions in the other symbols, at the portfolio's marks (a symbol with a position
+                # has been marked, at least at its fill price).
+                for other in others:
+                    held = position_of(strategy_id, other) if kind is _STRATEGY else net_position_of(other)
+                    if held:
+                        value = held * (portfolio.mark2(other) or 0) * half_units[other]
+                        gross += abs(value)
+                        net += value
             if max_gross is not None:
                 grow = abs(position + signed * lots) - abs(position)
                 # gross + grow * (average working price) > limit, cross-multiplied by `lots` to stay in ints.
@@ -730,19 +765,43 @@ class RiskGate:
                     )
         return None
 
-    def _mark2(self, symbol: str) -> int:
-        """Twice the portfolio's mark of `symbol` in ticks (a symbol with a position has been marked, at least at
-        its fill price)."""
-        price = self._portfolio.mark_price(symbol)
-        if price is None:
-            return 0
-        return int(price * 2 / self._instruments.get(symbol).tick_size)
+    def _self_match(self, strategy_id: str, symbol: str, side: Side, price: int, is_market: bool) -> Denial:
+        """The denial for a self-match the counters found, naming the first crossing order in creation order (off
+        the hot path: only a denied order pays for the pass)."""
+        buying = side == _BUY
+        for working in self._oms.working_orders(symbol=symbol):
+            if working.side == side or working.strategy_id == strategy_id:
+                continue
+            other = working.price
+            pending = working.pending_price
+            if buying:
+                crosses = other <= price or (pending and pending <= price)
+            else:
+                crosses = other >= price or (pending and pending >= price)
+            if is_market or working.order_type == _MARKET or crosses:
+                return Denial(
+                    RiskCode.SELF_MATCH,
+                    f"{side.name} @{price or 'MKT'} would cross {working.client_order_id} of strategy "
+                    f"{working.strategy_id} @{working.price}",
+                )
+        raise AssertionError("the OMS's counters and its working orders disagree")  # a broken invariant: stop
 
     # --- sends -----------------------------------------------------------------------------------------------------
 
     def on_message_sent(self, now: int, *, strategy_id: str | None = None, symbol: str | None = None) -> None:
         """A cancel or replace left for the venue: one more message in the firm's window, and the strategy's and
         symbol's when given. New orders are counted by `check` itself; do not report them here."""
+        if strategy_id is not None and symbol is not None:
+            resolved = self._resolved.get((strategy_id, symbol))
+            if resolved is not None:
+                # The compiled levels hold the same three windows with the same retentions: no limit lookups.
+                for windows, retention_ns in resolved.record:
+                    messages = windows.messages
+                    messages.append(now)
+                    horizon = now - retention_ns
+                    while messages[0] <= horizon:  # never empties: `now` is past the horizon
+                        messages.popleft()
+                return
         self._record_message(self._firm_windows, (int(_FIRM), ""), now)
         if strategy_id is not None:
             self._record_message(self._windows(self._strategy_windows, strategy_id), (int(_STRATEGY), strategy_id), now)
