@@ -21,7 +21,6 @@ becomes an `OrderDenied` event and is removed from the OMS; an allowed one is se
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections import OrderedDict, deque
 from decimal import Decimal
 from enum import Enum
@@ -99,6 +98,7 @@ from engine.strategies import registry
 from engine.strategies.base import Quotes
 from engine.strategies.params import params_to_wire
 from engine.strategies.quotes import Cancel, New, QuoteManager, Replace
+from engine.strategies.state import restore_strategy, strategy_state
 from engine.trading_state import TradingStates
 
 # The venue's reason code for a cancel/replace of an order it does not hold open (`engine.venue.orders.Reason`; a FIX
@@ -164,18 +164,18 @@ class _Books:
 class _Strategy:
     """A running strategy instance, its quote manager and the symbol it quotes."""
 
-    __slots__ = ("quoter", "strategy", "symbol")
+    __slots__ = ("created", "quoter", "strategy", "symbol")
 
-    def __init__(self, strategy: Any, requote_threshold: int) -> None:
+    def __init__(self, strategy: Any, requote_threshold: int, created: tuple[str, dict, int]) -> None:
         self.strategy = strategy
+        self.created = created  # (registry name, params, ts) it was built with: a snapshot restores into a twin
         self.symbol = strategy.symbol
         self.quoter = QuoteManager(strategy.strategy_id, strategy.symbol, requote_threshold_ticks=requote_threshold)
 
 
-# Attributes that make up the engine's state: snapshotted together (one pickle keeps shared references shared,
-# e.g. every component's clock is the one engine clock) and restored together.
+# Attributes that make up the engine's state: replaced together when a snapshot is restored, and put back together
+# when it turns out unusable.
 _STATE = (
-    "_time",
     "_oms",
     "_portfolio",
     "_states",
@@ -223,17 +223,9 @@ class Engine:
         self._engine_id = config.engine_id
         start = clock.now() if start_ns is None else start_ns
         self._time = FakeClock(start)
-        fees = None
-        if config.maker_fee_bps or config.taker_fee_bps:
-            fees = BpsFeeModel(instruments, config.maker_fee_bps, config.taker_fee_bps)
-        self._oms = Oms(self._time, config.account, fee_model=fees)
-        self._portfolio = Portfolio(self._time, instruments, day_start_offset_ns=config.day_start_offset_ns)
-        self._states = TradingStates(self._time, portfolio=self._portfolio)
-        self._risk = RiskGate(self._time, instruments, self._oms, self._portfolio, self._states)
-        for scoped in config.triggers:  # bad trigger settings fail here, at start-up, naming the value
-            self._states.configure_triggers(scoped.scope, scoped.triggers)
         self._own_in_book = config.market_data_includes_own_orders
-        self._books: dict[str, _Books] = {s: _Books(s, config.feed_max_buffer) for s in instruments.symbols}
+        for name, value in self._new_components().items():
+            setattr(self, name, value)
         self._strategies: dict[str, _Strategy] = {}
         self._by_symbol: dict[str, list[_Strategy]] = {}
         self._seq = 0  # last outbound event seq
@@ -248,6 +240,22 @@ class Engine:
 
     # ------------------------------------------------------------------ set-up
 
+    def _new_components(self) -> dict[str, Any]:
+        """Fresh OMS, portfolio, trading states, risk gate and books on the engine clock (start-up, and the blank
+        objects a snapshot is restored into)."""
+        config, instruments, clock = self.config, self.instruments, self._time
+        fees = None
+        if config.maker_fee_bps or config.taker_fee_bps:
+            fees = BpsFeeModel(instruments, config.maker_fee_bps, config.taker_fee_bps)
+        oms = Oms(clock, config.account, fee_model=fees)
+        portfolio = Portfolio(clock, instruments, day_start_offset_ns=config.day_start_offset_ns)
+        states = TradingStates(clock, portfolio=portfolio)
+        risk = RiskGate(clock, instruments, oms, portfolio, states)
+        for scoped in config.triggers:  # bad trigger settings fail here, at start-up, naming the value
+            states.configure_triggers(scoped.scope, scoped.triggers)
+        books = {s: _Books(s, config.feed_max_buffer) for s in instruments.symbols}
+        return {"_oms": oms, "_portfolio": portfolio, "_states": states, "_risk": risk, "_books": books}
+
     def add_strategy(
         self, name: str, strategy_id: str, symbol: str, params: dict | None = None, *, autostart: bool = False
     ) -> Any:
@@ -255,9 +263,10 @@ class Engine:
         if strategy_id in self._strategies:
             raise EngineError("STRATEGY_DUPLICATE", f"strategy id {strategy_id!r} configured twice")
         self.instruments.get(symbol)
-        strategy = registry.create(name, strategy_id, symbol, dict(params or {}), ts=self._time.now())
+        ts = self._time.now()
+        strategy = registry.create(name, strategy_id, symbol, dict(params or {}), ts=ts)
         threshold = getattr(strategy.params, "requote_threshold_ticks", 0)
-        entry = _Strategy(strategy, threshold)
+        entry = _Strategy(strategy, threshold, (name, dict(params or {}), ts))
         self._strategies[strategy_id] = entry
         self._by_symbol.setdefault(symbol, []).append(entry)
         if autostart:
@@ -988,38 +997,90 @@ class Engine:
     def snapshot(self) -> Path | None:
         """Write a snapshot of the state after the last applied record (needs a journal and a snapshot dir).
 
-        The state travels as a pickle of the component objects inside the MessagePack envelope: the components'
-        `snapshot()` dicts are made for hashing, and one pickle keeps the shared references (one clock, the OMS the
-        risk gate reads) shared on restore. It is checked against the stored state hash when loaded."""
+        The state is plain data (the components' own `snapshot()`s, the strategies' tagged slots, the books and
+        feeds, the remembered replies as protocol bytes) in MessagePack: loading it never runs code a file names,
+        as unpickling would. It is checked against the stored state hash when loaded."""
         if self.journal is None or self.snapshot_dir is None:
             return None
         self._since_snapshot = 0
-        state = pickle.dumps({name: getattr(self, name) for name in _STATE}, protocol=pickle.HIGHEST_PROTOCOL)
         snap = Snapshot(
             journal_seq=self._applied,
             journal_offset=self.journal.offset,
             ts=self._time.now(),
             event_seq=self._seq,
             state_hash=self.state_hash(),
-            state=state,
+            state=_ENCODER.encode(self._plain_state()),
         )
         return write_snapshot(self.snapshot_dir, snap, keep=self.config.keep_snapshots)
 
+    def _plain_state(self) -> dict[str, Any]:
+        encode = self.codec.encode
+        return {
+            "version": _STATE_VERSION,
+            "time": self._time.now(),
+            "oms": self._oms.snapshot(),
+            "portfolio": self._portfolio.snapshot(),
+            "risk": self._risk.snapshot(),
+            "trading_states": self._states.snapshot(),
+            # Insertion order is state: the timer walks strategies in it.
+            "strategies": [[sid, strategy_state(e.strategy)] for sid, e in self._strategies.items()],
+            "books": [[symbol, _book_state(b, encode)] for symbol, b in self._books.items()],
+            "seq": self._seq,
+            "applied": self._applied,
+            "replies": [[k, encode(v)] for k, v in self._replies.items()],
+            "last_beat": self._last_beat,
+            "venue_rejects": self._venue_rejects,
+        }
+
     def _restore(self, snap: Snapshot) -> bool:
+        """Load `snap` into fresh components and adopt them only if the result hashes to the stored state hash;
+        on any failure the engine is left exactly as it was (recovery then tries an older snapshot)."""
         saved = {name: getattr(self, name) for name in _STATE}
+        saved_time = self._time._now
         try:
-            state = pickle.loads(snap.state)  # our own file, CRC-checked; never a file from elsewhere
-            for name in _STATE:
-                setattr(self, name, state[name])
-        except Exception:
-            for name, value in saved.items():
-                setattr(self, name, value)
-            return False
-        if self.state_hash() != snap.state_hash:
-            for name, value in saved.items():
-                setattr(self, name, value)
-            return False
-        return True
+            self._load_plain(msgspec.msgpack.decode(snap.state))
+            if self.state_hash() == snap.state_hash:
+                return True
+        except Exception:  # a snapshot we cannot use is skipped, never half-applied
+            pass
+        for name, value in saved.items():
+            setattr(self, name, value)
+        self._time._now = saved_time  # roll back (the clock itself never goes backwards)
+        return False
+
+    def _load_plain(self, state: dict[str, Any]) -> None:
+        if state["version"] != _STATE_VERSION:
+            raise EngineError("JOURNAL_BAD_SNAPSHOT", f"snapshot state version {state['version']}")
+        parts = self._new_components()
+        parts["_oms"].restore(state["oms"])
+        parts["_portfolio"].restore(state["portfolio"])
+        parts["_risk"].restore(state["risk"])
+        parts["_states"].restore(state["trading_states"])
+        books = parts["_books"]
+        decode = self.codec.decode
+        for symbol, data in state["books"]:
+            _load_book(books[symbol], data, decode)
+        strategies: dict[str, _Strategy] = {}
+        by_symbol: dict[str, list[_Strategy]] = {}
+        for sid, data in state["strategies"]:
+            old = self._strategies[sid]  # a snapshot restores the configured strategies, it does not add any
+            name, params, ts = old.created
+            strategy = registry.create(name, sid, old.symbol, dict(params), ts=ts)
+            restore_strategy(strategy, data)
+            entry = _Strategy(strategy, getattr(strategy.params, "requote_threshold_ticks", 0), old.created)
+            strategies[sid] = entry
+            by_symbol.setdefault(entry.symbol, []).append(entry)
+        if set(strategies) != set(self._strategies):
+            raise EngineError("JOURNAL_BAD_SNAPSHOT", "snapshot strategies differ from the configured ones")
+        for name, value in parts.items():
+            setattr(self, name, value)
+        self._strategies, self._by_symbol = strategies, by_symbol
+        self._seq = state["seq"]
+        self._applied = state["applied"]
+        self._replies = OrderedDict((k, decode(v)) for k, v in state["replies"])
+        self._last_beat = state["last_beat"]
+        self._venue_rejects = dict(state["venue_rejects"])
+        self._time._now = state["time"]
 
     def replay(self, records: Any) -> int:
         """Apply journaled records through the normal code path with the gateway off; returns how many."""
@@ -1190,3 +1251,50 @@ def _object_fields(obj: Any) -> dict[str, Any]:
     if hasattr(obj, "__dict__"):
         fields.update(vars(obj))
     return fields
+
+
+# --- plain-data snapshot of a book and its feed -------------------------------------------------------------
+
+_STATE_VERSION = 1
+
+
+def _book_state(b: _Books, encode: Any) -> dict[str, Any]:
+    """A book's levels and its feed's sequencing state (buffered messages as protocol bytes)."""
+    feed = b.feed
+    bids, asks = b.book.depth()
+    reject = feed.last_reject
+    return {
+        "bids": [list(level) for level in bids],
+        "asks": [list(level) for level in asks],
+        "last_seq": feed.last_seq,
+        "stale": feed.stale,
+        "counters": feed.counters.as_dict(),
+        "last_reject": None if reject is None else [reject.code, reject.reason],
+        "buffer": [[seq, encode(msg)] for seq, msg in feed._buffer.items()],
+        "buffer_seqs": list(feed._buffer_seqs),
+        "max_seen": feed._max_seen,
+        "requested_at": feed._requested_at,
+        "resend_requested": feed._resend_requested,
+        "last_trade": b.last_trade,
+        "top": list(b.top),
+    }
+
+
+def _load_book(b: _Books, data: dict[str, Any], decode: Any) -> None:
+    from engine.feed import FeedError
+
+    b.book.load_snapshot([tuple(level) for level in data["bids"]], [tuple(level) for level in data["asks"]])
+    feed = b.feed
+    feed.last_seq = data["last_seq"]
+    feed.stale = data["stale"]
+    for name, value in data["counters"].items():
+        setattr(feed.counters, name, value)
+    reject = data["last_reject"]
+    feed.last_reject = None if reject is None else FeedError(reject[0], reject[1])
+    feed._buffer = {seq: decode(msg) for seq, msg in data["buffer"]}
+    feed._buffer_seqs = list(data["buffer_seqs"])
+    feed._max_seen = data["max_seen"]
+    feed._requested_at = data["requested_at"]
+    feed._resend_requested = data["resend_requested"]
+    b.last_trade = data["last_trade"]
+    b.top = tuple(data["top"])

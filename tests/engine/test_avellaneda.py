@@ -433,3 +433,28 @@ def test_quotes_always_respect_the_grid_the_book_the_spread_and_the_limits(
     if quotes.ask_quantity:
         assert quotes.ask_price > best_bid
     assert quotes.ask_price - quotes.bid_price >= min_spread
+
+
+def test_a_strategy_with_every_estimator_survives_a_plain_data_round_trip_and_quotes_the_same_after():
+    import msgspec
+
+    from engine.strategies.state import restore_strategy, strategy_state
+
+    params = {"sigma_source": "EWMA", "intensity_source": "ONLINE", "signal": "TRADE_FLOW", "order_size": 2}
+    original = AvellanedaStoikov("s1", "XYZ", params)
+    original.start(0)
+    for i in range(30):
+        original.on_trade(10_000 + i % 3, 1 + i % 2, Side.BUY if i % 3 else Side.SELL, i * 100_000_000)
+        original.on_book(book(9_990 + i % 4, 10_010 + i % 5), i * 100_000_000)
+    original.on_fill(Side.BUY, 9_995, 2, 3_000_000_000)
+    original.update_params({"gamma": Decimal("0.2")}, operator="op", ts=3_100_000_000)
+    twin = AvellanedaStoikov("s1", "XYZ", params)
+
+    restore_strategy(twin, msgspec.msgpack.decode(msgspec.msgpack.encode(strategy_state(original))))
+
+    later = book(9_993, 10_012)
+    assert twin.params_version == original.params_version == 2
+    assert twin.position == original.position == 2
+    assert twin.sigma == original.sigma
+    assert twin.on_book(later, 4_000_000_000) == original.on_book(later, 4_000_000_000)
+    assert twin.on_timer(5_000_000_000) == original.on_timer(5_000_000_000)

@@ -170,3 +170,55 @@ def test_an_engine_killed_with_sigkill_recovers_to_the_reference_state_at_the_sa
     assert recovered.seq == reference.engine.seq
     regenerated = recovered.recovered_events
     assert regenerated == [e for e in reference.events if e.seq > recovered.seq - len(regenerated)]
+
+
+class _Payload:
+    """Unpickling this would run `touch` (what a hostile snapshot could do with pickles)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "foreign class"])
+def test_a_snapshot_state_is_plain_data_and_a_hostile_one_is_refused_without_running_anything(tmp_path, kind):
+    import pickle
+
+    import msgspec
+
+    from engine.journal import Snapshot, write_snapshot
+
+    run = rs.Run(SEED, tmp_path, snapshot_every=400).run(until_inputs=900)
+    expected = run.engine.state_hash()
+    run.engine.journal.close()
+    for path in (tmp_path / "snapshots").glob("snapshot-*.msgpack"):
+        path.unlink()
+    run.engine.snapshot()
+    snap = next(snapshots_newest_first(tmp_path / "snapshots"))
+    plain = msgspec.msgpack.decode(snap.state)  # plain MessagePack: no classes, no code
+    marker = tmp_path / "pwned"
+    if kind == "pickle":
+        state = pickle.dumps(_Payload(marker))
+    else:
+        _sid, strategy = plain["strategies"][0]
+        strategy[2]["position"] = ["O", "subprocess.Popen", {"args": ["touch", str(marker)]}]
+        state = msgspec.msgpack.encode(plain)
+    hostile = Snapshot(
+        journal_seq=snap.journal_seq,
+        journal_offset=snap.journal_offset,
+        ts=snap.ts,
+        event_seq=snap.event_seq,
+        state_hash=snap.state_hash,  # the hash of the honest state: only the state was swapped
+        state=state,
+    )
+    write_snapshot(tmp_path / "snapshots", hostile)
+
+    engine = rs.recover(run.world, tmp_path, snapshot_every=400)
+
+    components = {"oms", "portfolio", "risk", "trading_states", "strategies", "books"}
+    assert set(plain) == components | {"version", "time", "seq", "applied", "replies", "last_beat", "venue_rejects"}
+    assert not marker.exists()
+    assert engine.recovered_from == 0  # refused: replayed from the start instead
+    assert engine.state_hash() == expected
