@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from decimal import Decimal
-
 import pytest
-from databento_dbn import Compression, DBNDecoder
 
 from engine.book import BookError, L3Book, ReferenceL3Book
 from engine.enums import Side
 from engine.instruments import InstrumentRegistry
+from engine.marketdata.databento import MboReplayStats, MboSequenceCheck, apply_mbo_event, iter_mbo_file
 from engine.marketdata.paths import shared_data_dir
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -328,55 +325,27 @@ def test_a_bad_operation_is_refused_with_a_code_and_changes_nothing(book, method
 # -- the real Databento market-by-order replay (CME ESM4) ----------------------------------------
 
 
-def databento_mbo_records() -> list:
-    decoder = DBNDecoder(compression=Compression.ZSTD)  # decompresses the .zst itself
-    decoder.write(DATABENTO_MBO.read_bytes())
-    return decoder.decode()[1:]  # the first record is the file's metadata
-
-
-def ticks(instrument, fixed_price: int) -> int:
-    """A DBN price (int, 1e-9 units) in the instrument's ticks."""
-    return instrument.price_to_ticks(Decimal(fixed_price).scaleb(-9))
-
-
-def replay(book, records, instrument) -> Iterator[tuple[list[tuple[int, str]], tuple]]:
-    """Apply Databento MBO actions one by one, yielding the refusals so far ((record index, error code)) and the
-    top of book after each."""
-    refused = []
-    for index, record in enumerate(records):
-        action = record.action
-        side = BUY if record.side == "B" else SELL
-        try:
-            if action == "R":
-                book.clear()
-            elif action == "A":
-                book.add(record.order_id, side, ticks(instrument, record.price), record.size)
-            elif action == "C":
-                book.cancel(record.order_id, record.size)
-            elif action == "M":
-                book.modify(record.order_id, ticks(instrument, record.price), record.size)
-            elif action == "F":
-                book.execute(record.order_id, record.size)
-            # "T" (trade print) does not change the book: the resting side's "F" does.
-        except BookError as error:
-            refused.append((index, error.code))
-        yield refused, (book.best_bid, book.best_bid_size, book.best_ask, book.best_ask_size)
+def top(book) -> tuple:
+    return book.best_bid, book.best_bid_size, book.best_ask, book.best_ask_size
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not DATABENTO_MBO.exists(), reason=f"shared market data not found at {DATABENTO_MBO}")
 def test_databento_mbo_replay_gives_the_same_book_in_the_fast_book_and_the_reference():
-    records = databento_mbo_records()
     instrument = InstrumentRegistry.from_toml().get("ESM4")
     fast, reference = L3Book("ESM4"), ReferenceL3Book("ESM4")
+    fast_stats, reference_stats = MboReplayStats(), MboReplayStats()
+    fast_sequence, reference_sequence = MboSequenceCheck(), MboSequenceCheck()
 
-    steps = zip(replay(fast, records, instrument), replay(reference, records, instrument))
-    for index, ((fast_refused, fast_top), (ref_refused, ref_top)) in enumerate(steps):
-        assert fast_top == ref_top, f"top of book differs after record {index}"
-        assert fast_refused == ref_refused, f"refusals differ at record {index}"
+    # One reader and one set of MBO semantics (engine.marketdata.databento) drive both books, so this
+    # compares the books, not two interpretations of the file: T and F are prints, the C/M that follows
+    # reduces the resting order.
+    for index, event in enumerate(iter_mbo_file(DATABENTO_MBO, instrument)):
+        apply_mbo_event(fast, event, fast_stats, sequence=fast_sequence)
+        apply_mbo_event(reference, event, reference_stats, sequence=reference_sequence)
+        assert top(fast) == top(reference), f"top of book differs after record {index}"
 
-    # The recording starts after two orders it later cancels were added: exactly those two are unknown.
-    assert [code for _, code in fast_refused] == ["BOOK_UNKNOWN_ORDER", "BOOK_UNKNOWN_ORDER"]
+    assert fast_stats.refused == reference_stats.refused == {}
     assert state(fast) == state(reference)
     assert len(fast) > 13000
     assert not fast.is_crossed()
