@@ -60,5 +60,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # only for a recorded market our simulated orders never entered (the backtester over a capture), where
     # subtracting them would remove liquidity that was someone else's.
     market_data_includes_own_orders: bool = True
+    # Market data replayed from a file its reader already validated (the backtester): in-sequence book deltas and
+    # prints skip the feed's per-level checks. Never for a live or simulated venue's feed.
+    market_data_trusted: bool = False
     # Automatic trading-state triggers per scope, configured at start-up (issue 5's config file carries them).
     triggers: tuple[ScopeTriggers, ...] = ()

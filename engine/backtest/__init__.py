@@ -168,6 +168,8 @@ def _engine(
         publish_top_of_book=False,
         # Our simulated orders never entered the recorded book, so there is nothing of ours to take out of it.
         market_data_includes_own_orders=not recorded,
+        # The recorded stream was validated by its reader (load_binance) and is sequenced by construction.
+        market_data_trusted=recorded,
         replay_ring_size=0,
         reply_cache_size=1_000,
         maker_fee_bps=config.maker_fee_bps,
@@ -210,6 +212,7 @@ def run_recorded(
     on_report = engine.handle_execution_report
     on_timer = engine.on_timer
     drain = engine.drain
+    outbox = engine.has_events
     push, pop = heapq.heappush, heapq.heappop
     md_lat, resp_lat, timer = config.md_latency_ns, config.response_latency_ns, config.timer_ns
     stamps = [ts for ts, _ in events]
@@ -251,8 +254,9 @@ def run_recorded(
             clock.set(t_tm)
             on_timer(t_tm)
             next_timer += timer
-        for envelope in drain():
-            observe(envelope.event, book, envelope.ts)
+        if outbox():
+            for envelope in drain():
+                observe(envelope.event, book, envelope.ts)
     elapsed = time.perf_counter() - started
     return builder.build(
         portfolio=engine.portfolio,

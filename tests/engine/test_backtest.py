@@ -272,3 +272,46 @@ def test_the_command_line_prints_the_report_and_writes_it_as_json(tmp_path, caps
     assert data["source"] == "venue seed 5"
     assert data["latency_ms"]["entry"] == 1.0
     assert {"total_pnl", "fills", "inventory_path", "spread_captured", "fill_ratio"} <= data.keys()
+
+
+def _replay_engine(instruments, *, trusted: bool):
+    from engine.clock import FakeClock
+    from engine.config import EngineConfig, StrategyConfig
+    from engine.core import Engine
+    from engine.gateway import NullGateway
+
+    config = EngineConfig(
+        strategies=(StrategyConfig(strategy_id="as1", symbol="BTCUSDT", params=BINANCE_PARAMS, autostart=True),),
+        market_data_includes_own_orders=False,
+        market_data_trusted=trusted,
+    )
+    clock = FakeClock(0)
+    return Engine(config, clock, instruments, NullGateway()), clock
+
+
+def test_trusted_replayed_market_data_leaves_the_engine_in_the_same_state_as_the_validating_feed(binance_slice):
+    instruments, events = binance_slice
+    (checked, c1), (trusted, c2) = (_replay_engine(instruments, trusted=t) for t in (False, True))
+
+    for ts, msg in events:
+        for engine, clock in ((checked, c1), (trusted, c2)):
+            clock.set(ts)
+            engine.handle_market_data(msg)
+
+    assert trusted.state_hash() == checked.state_hash()
+    assert [e.event for e in trusted.drain()] == [e.event for e in checked.drain()]
+    assert trusted.oms.open_order_count() > 0  # the strategy quoted on the way
+
+
+def test_trusted_market_data_out_of_sequence_still_goes_through_the_feed_and_its_gap_handling(binance_slice):
+    instruments, events = binance_slice
+    engine, clock = _replay_engine(instruments, trusted=True)
+    for ts, msg in events[:50]:
+        clock.set(ts)
+        engine.handle_market_data(msg)
+
+    clock.set(events[51][0])
+    engine.handle_market_data(events[51][1])  # events[50] lost
+
+    assert engine.state_view()["books"]["BTCUSDT"]["stale"] is True
+    assert engine.state_view()["books"]["BTCUSDT"]["last_seq"] == events[49][1].seq
