@@ -209,6 +209,39 @@ class WorkingSide:
         return (self.count, self.lots, self.value, self.zero_lots, self.market, self.prices)
 
 
+class Tally:
+    """A count of working orders (the firm's, one strategy's or one symbol's); `n` is read-only outside the OMS."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+class RiskView:
+    """Everything the risk gate reads about working orders for orders of one strategy in one symbol: stable
+    references into the OMS's counters (`restore` refills them in place), so the gate looks them up once per
+    (strategy, symbol) and a check reads attributes, with no call into the OMS.
+
+    `sides[side]` = (this strategy's WorkingSide on `side`, every strategy's on `side`, {strategy id: WorkingSide}
+    on the opposite side, for self-match); `firm`, `strategy`, `symbol` are the open-order Tallies.
+    """
+
+    __slots__ = ("firm", "sides", "strategy", "symbol")
+
+    def __init__(
+        self,
+        sides: dict[Side, tuple[WorkingSide, WorkingSide, dict[str, WorkingSide]]],
+        firm: Tally,
+        strategy: Tally,
+        symbol: Tally,
+    ) -> None:
+        self.sides = sides
+        self.firm = firm
+        self.strategy = strategy
+        self.symbol = symbol
+
+
 class Oms:
     """The order book of record for one venue account. Engine thread only; never reads the wall clock.
 
@@ -231,6 +264,7 @@ class Oms:
         "_next_id",
         "_open_by_strategy",
         "_open_by_symbol",
+        "_open_firm",
         "_sides",
         "_sides_net",
         "_terminal",
@@ -266,13 +300,62 @@ class Oms:
     def _reset_counters(self) -> None:
         # Derived from `_working` (never snapshotted: `restore` rebuilds them): what the risk gate would otherwise
         # count in a pass over every working order on each check (RTS 6 Art. 15(2): every working order counts).
-        self._open_by_strategy: dict[str, int] = {}
-        self._open_by_symbol: dict[str, int] = {}
+        # Entries are created on first use and never removed (a few per strategy and symbol), so the references a
+        # `RiskView` holds stay valid.
+        self._open_firm = Tally()
+        self._open_by_strategy: dict[str, Tally] = {}
+        self._open_by_symbol: dict[str, Tally] = {}
         # (symbol, side) -> strategy id -> that strategy's working side; (symbol, side) -> every strategy's.
         self._sides: dict[tuple[str, Side], dict[str, WorkingSide]] = {}
         self._sides_net: dict[tuple[str, Side], WorkingSide] = {}
         # origin id -> what the order added to its two WorkingSides, so taking it out again is exact.
         self._counted: dict[str, tuple[WorkingSide, WorkingSide, int, int, int]] = {}
+
+    def _zero_counters(self) -> None:
+        """Empty every counter in place (for `restore`): a risk gate's `RiskView`s keep pointing at live ones."""
+        self._open_firm.n = 0
+        for tally in (*self._open_by_strategy.values(), *self._open_by_symbol.values()):
+            tally.n = 0
+        for side in (*self._sides_net.values(), *(w for sides in self._sides.values() for w in sides.values())):
+            side.count = side.lots = side.value = side.zero_lots = side.market = 0
+            if side.prices is not None:
+                side.prices.clear()
+        self._counted.clear()
+
+    def _tally(self, table: dict[str, Tally], name: str) -> Tally:
+        tally = table.get(name)
+        if tally is None:
+            tally = table[name] = Tally()
+        return tally
+
+    def _side_of(self, strategy_id: str, symbol: str, side: Side) -> tuple[WorkingSide, WorkingSide]:
+        """The strategy's and the net WorkingSide of (symbol, side), created empty on first use."""
+        key = (symbol, side)
+        sides = self._sides.get(key)
+        if sides is None:
+            sides = self._sides[key] = {}
+            net = self._sides_net[key] = WorkingSide(with_prices=False)
+        else:
+            net = self._sides_net[key]
+        mine = sides.get(strategy_id)
+        if mine is None:
+            mine = sides[strategy_id] = WorkingSide(with_prices=True)
+        return mine, net
+
+    def risk_view(self, strategy_id: str, symbol: str) -> RiskView:
+        """The counters the risk gate reads for orders of `strategy_id` in `symbol` (see `RiskView`)."""
+        buy, net_buy = self._side_of(strategy_id, symbol, Side.BUY)
+        sell, net_sell = self._side_of(strategy_id, symbol, Side.SELL)
+        sides = {
+            Side.BUY: (buy, net_buy, self._sides[(symbol, Side.SELL)]),
+            Side.SELL: (sell, net_sell, self._sides[(symbol, Side.BUY)]),
+        }
+        return RiskView(
+            sides,
+            self._open_firm,
+            self._tally(self._open_by_strategy, strategy_id),
+            self._tally(self._open_by_symbol, symbol),
+        )
 
     @property
     def account(self) -> str:
@@ -459,9 +542,11 @@ class Oms:
         if symbol is None:
             if strategy_id is None:
                 return len(self._working)
-            return self._open_by_strategy.get(strategy_id, 0)
+            tally = self._open_by_strategy.get(strategy_id)
+            return 0 if tally is None else tally.n
         if strategy_id is None:
-            return self._open_by_symbol.get(symbol, 0)
+            tally = self._open_by_symbol.get(symbol)
+            return 0 if tally is None else tally.n
         n = 0
         for o in self._working.values():
             if (strategy_id is None or o.strategy_id == strategy_id) and (symbol is None or o.symbol == symbol):
@@ -851,20 +936,10 @@ class Oms:
         """A new working order (new, or restored): count it."""
         strategy_id = order.strategy_id
         symbol = order.symbol
-        by_strategy = self._open_by_strategy
-        by_strategy[strategy_id] = by_strategy.get(strategy_id, 0) + 1
-        by_symbol = self._open_by_symbol
-        by_symbol[symbol] = by_symbol.get(symbol, 0) + 1
-        key = (symbol, order.side)
-        sides = self._sides.get(key)
-        if sides is None:
-            sides = self._sides[key] = {}
-            net = self._sides_net[key] = WorkingSide(with_prices=False)
-        else:
-            net = self._sides_net[key]
-        mine = sides.get(strategy_id)
-        if mine is None:
-            mine = sides[strategy_id] = WorkingSide(with_prices=True)
+        self._open_firm.n += 1
+        self._tally(self._open_by_strategy, strategy_id).n += 1
+        self._tally(self._open_by_symbol, symbol).n += 1
+        mine, net = self._side_of(strategy_id, symbol, order.side)
         mine.count += 1
         net.count += 1
         if order.order_type is _MARKET_TYPE:
@@ -876,8 +951,9 @@ class Oms:
         """An order that stopped working (finished, or denied before it was sent): uncount it."""
         strategy_id = order.strategy_id
         symbol = order.symbol
-        self._open_by_strategy[strategy_id] -= 1
-        self._open_by_symbol[symbol] -= 1
+        self._open_firm.n -= 1
+        self._open_by_strategy[strategy_id].n -= 1
+        self._open_by_symbol[symbol].n -= 1
         mine, net = self._uncount_terms(order)
         mine.count -= 1
         net.count -= 1
@@ -985,7 +1061,7 @@ class Oms:
                     self._working[order.origin_client_order_id] = order
                 else:
                     self._terminal.append(order)
-        self._reset_counters()
+        self._zero_counters()
         for order in self._working.values():
             self._add_working(order)
         self._exec_ids = deque(data["exec_ids"])
@@ -996,4 +1072,4 @@ class Oms:
 
 _NO_SIDES: dict[str, WorkingSide] = {}
 
-__all__ = ["TERMINAL_STATUSES", "FeeModel", "Oms", "OmsCode", "OmsError", "Order", "WorkingSide"]
+__all__ = ["TERMINAL_STATUSES", "FeeModel", "Oms", "OmsCode", "OmsError", "Order", "RiskView", "Tally", "WorkingSide"]

@@ -41,7 +41,7 @@ from engine.clock import Clock
 from engine.enums import OrderType, Side, TradingState
 from engine.errors import EngineError
 from engine.instruments import Instrument, InstrumentRegistry
-from engine.oms import WorkingSide
+from engine.oms import RiskView
 from engine.protocol import RiskLimits, Scope, ScopeKind, ScopeLimits
 from engine.trading_state import TradingStates
 
@@ -94,13 +94,7 @@ class Denial(msgspec.Struct, frozen=True):
 class _Oms(Protocol):
     def working_orders(self, *, strategy_id: str | None = None, symbol: str | None = None) -> list[Any]: ...
 
-    def open_order_count(self, *, strategy_id: str | None = None, symbol: str | None = None) -> int: ...
-
-    def working_side(self, strategy_id: str, symbol: str, side: Side) -> WorkingSide | None: ...
-
-    def net_working_side(self, symbol: str, side: Side) -> WorkingSide | None: ...
-
-    def working_sides(self, symbol: str, side: Side) -> dict[str, WorkingSide]: ...
+    def risk_view(self, strategy_id: str, symbol: str) -> RiskView: ...
 
 
 class _Portfolio(Protocol):
@@ -115,11 +109,6 @@ class _Portfolio(Protocol):
     def daily_pnl(self, *, strategy_id: str | None = None) -> Decimal: ...
 
     def daily_pnl_units(self, *, strategy_id: str | None = None) -> int: ...
-
-
-# A side with no working orders, for an order the OMS does not hold (never the engine's case: it registers every
-# order before the check).
-_NO_ORDERS = WorkingSide(with_prices=True)
 
 
 def _key(scope: Scope) -> tuple[int, str]:
@@ -191,6 +180,7 @@ class _Resolved:
         "record",
         "restricted_by",
         "strategy_name",
+        "view",
     )
 
     def __init__(
@@ -230,6 +220,7 @@ class _Resolved:
         self.loss_firm_units: int | None = None
         self.loss_strategy_units: int | None = None
         self.strategy_name = levels[1][1]
+        self.view: RiskView | None = None  # the OMS's counters for this (strategy, symbol), set by the gate
         for kind, name, limits, windows in levels:
             window_ns = None if limits is None else limits.rate_window_ns
             self.record.append((windows, window_ns if window_ns is not None else DEFAULT_RATE_RETENTION_NS))
@@ -421,6 +412,7 @@ class RiskGate:
             money_scale=self._money_scale,
             pnl_scale=self._pnl_scale,
         )
+        resolved.view = self._oms.risk_view(strategy_id, symbol)
         self._resolved[(strategy_id, symbol)] = resolved
         return resolved
 
@@ -567,9 +559,8 @@ class RiskGate:
         # Working orders (this one included: it is PENDING_NEW in the OMS, or live for a replace), from the OMS's
         # counters: the same-side worst-case lots and their notional, this strategy's and every strategy's. A
         # working order without a price (MARKET) is valued at this order's notional price.
-        oms = self._oms
-        mine = oms.working_side(strategy_id, symbol, side) or _NO_ORDERS
-        every = oms.net_working_side(symbol, side) or _NO_ORDERS
+        view = resolved.view
+        mine, every, opposite = view.sides[side]
         strategy_lots = mine.lots
         strategy_notional = mine.value + mine.zero_lots * notional_price
         net_lots = every.lots
@@ -577,7 +568,7 @@ class RiskGate:
         # Self-match: would this order trade against a resting order of another strategy of the same account (a
         # wash trade)? A replace in flight may rest at either price, so both are in `prices`.
         buying = side == _BUY
-        for other_id, other in oms.working_sides(symbol, _SELL if buying else _BUY).items():
+        for other_id, other in opposite.items():
             if other_id == strategy_id or not other.count:
                 continue
             if is_market or other.market or (min(other.prices) <= price if buying else max(other.prices) >= price):
@@ -593,13 +584,13 @@ class RiskGate:
 
         if not replace:
             limit = resolved.open_firm
-            if limit is not None and (count := oms.open_order_count()) > limit[0]:
+            if limit is not None and (count := view.firm.n) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
             limit = resolved.open_strategy
-            if limit is not None and (count := oms.open_order_count(strategy_id=strategy_id)) > limit[0]:
+            if limit is not None and (count := view.strategy.n) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
             limit = resolved.open_symbol
-            if limit is not None and (count := oms.open_order_count(symbol=symbol)) > limit[0]:
+            if limit is not None and (count := view.symbol.n) > limit[0]:
                 return Denial(RiskCode.MAX_OPEN_ORDERS, f"{count} open orders above {limit[0]} ({limit[1]})")
 
         if not adds_risk:
@@ -628,16 +619,16 @@ class RiskGate:
                 )
 
         if resolved.exposures:
-            denial = self._check_exposures(
+            denial = self._check_exposures(  # positional: keyword passing costs measurably here
                 resolved,
-                strategy_id=strategy_id,
-                symbol=symbol,
-                signed=signed,
-                price2=2 * (reference_price if reference_price is not None else notional_price),
-                strategy_side=(strategy_lots, strategy_notional),
-                net_side=(net_lots, net_notional),
-                strategy_position=strategy_position,
-                net_position=net_position,
+                strategy_id,
+                symbol,
+                signed,
+                2 * (reference_price if reference_price is not None else notional_price),
+                (strategy_lots, strategy_notional),
+                (net_lots, net_notional),
+                strategy_position,
+                net_position,
             )
             if denial is not None:
                 return denial
@@ -699,10 +690,9 @@ class RiskGate:
             states.on_order_sent(strategy_id=strategy_id, symbol=symbol)
         return _PASS
 
-    def _check_exposures(
+    def _check_exposures(  # noqa: PLR0917 - positional on the order path
         self,
         resolved: _Resolved,
-        *,
         strategy_id: str,
         symbol: str,
         signed: int,
