@@ -178,6 +178,11 @@ def main() -> None:
     rates, wall, n_events, rows = ours(args.runs, args.max_events)
     ours_rate = statistics.median(rates)
     print(f"ours: median {ours_rate:,.0f} events/s, {wall:.3f} s for {n_events:,} events ({rows:,} level changes)")
+    print(
+        "both sides act on every market-data event: ours applies every depth diff to the engine's book and to the "
+        "fill model's, runs the AS strategy, quote manager and full risk gate on every diff and the strategy's "
+        "trade hook on every print; hftbacktest runs its AS loop body on every feed return"
+    )
     peer = theirs(args.runs) if args.max_events is None else None
     theirs_rate = None
     if peer is not None:

@@ -102,7 +102,15 @@ class QueueFillModel:
                 traded.clear()
             return []
         size_at = book.size_at
+        # Only levels where we rest, or with prints not yet seen in a depth update, need a look; they all sit within
+        # a few prices of each other, while most of a Binance diff is deep in the book: two integer comparisons
+        # skip those without building a key.
+        prices = [p for _, p in levels]
+        prices.extend(p for _, p in traded)
+        low, high = min(prices), max(prices)
         for side, price, size in deltas:
+            if price < low or price > high:
+                continue
             key = (side, price)
             resting = levels.get(key)
             if resting is not None:
