@@ -108,7 +108,7 @@ class _Portfolio(Protocol):
 
     def daily_pnl(self, *, strategy_id: str | None = None) -> Decimal: ...
 
-    def daily_pnl_units(self, *, strategy_id: str | None = None) -> int: ...
+    def daily_pnl_units(self, strategy_id: str | None = None) -> int: ...
 
 
 def _key(scope: Scope) -> tuple[int, str]:
@@ -647,7 +647,7 @@ class RiskGate:
                         f"strategy {strategy_id} is REDUCING: worst case {side.name} {strategy_lots} lots does not "
                         f"reduce its position {strategy_position}",
                     )
-                if portfolio.daily_pnl_units(strategy_id=strategy_id) <= loss_strategy:
+                if portfolio.daily_pnl_units(strategy_id) <= loss_strategy:
                     return Denial(
                         RiskCode.DAILY_LOSS,
                         f"daily P&L {portfolio.daily_pnl(strategy_id=strategy_id)} at or below "
