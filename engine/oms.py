@@ -242,6 +242,10 @@ class RiskView:
         self.symbol = symbol
 
 
+# What one order moves: (its strategy's WorkingSide, the net WorkingSide, its strategy's Tally, its symbol's Tally).
+_Entry = tuple[WorkingSide, WorkingSide, Tally, Tally]
+
+
 class Oms:
     """The order book of record for one venue account. Engine thread only; never reads the wall clock.
 
@@ -256,6 +260,7 @@ class Oms:
         "_by_id",
         "_clock",
         "_counted",
+        "_entries",
         "_exec_id_set",
         "_exec_id_window",
         "_exec_ids",
@@ -308,8 +313,10 @@ class Oms:
         # (symbol, side) -> strategy id -> that strategy's working side; (symbol, side) -> every strategy's.
         self._sides: dict[tuple[str, Side], dict[str, WorkingSide]] = {}
         self._sides_net: dict[tuple[str, Side], WorkingSide] = {}
-        # origin id -> what the order added to its two WorkingSides, so taking it out again is exact.
-        self._counted: dict[str, tuple[WorkingSide, WorkingSide, int, int, int]] = {}
+        # (strategy, symbol, side) -> the counters an order there moves.
+        self._entries: dict[tuple[str, str, Side], _Entry] = {}
+        # origin id -> the order's entry and what it added (lots, price, pending price), so taking it out is exact.
+        self._counted: dict[str, tuple[_Entry, int, int, int]] = {}
 
     def _zero_counters(self) -> None:
         """Empty every counter in place (for `restore`): a risk gate's `RiskView`s keep pointing at live ones."""
@@ -932,29 +939,38 @@ class Oms:
             for alias in old.aliases or ():
                 by_id.pop(alias, None)
 
+    def _entry(self, strategy_id: str, symbol: str, side: Side) -> _Entry:
+        """The counters an order of (strategy, symbol, side) moves, created on first use."""
+        mine, net = self._side_of(strategy_id, symbol, side)
+        entry = (mine, net, self._tally(self._open_by_strategy, strategy_id), self._tally(self._open_by_symbol, symbol))
+        self._entries[(strategy_id, symbol, side)] = entry
+        return entry
+
+    # The four below run on every new order, fill, replace and end: one dict lookup finds every counter an order
+    # moves, and they are written out rather than factored further, since each call costs ~0.1 us here.
+
     def _add_working(self, order: Order) -> None:
         """A new working order (new, or restored): count it."""
-        strategy_id = order.strategy_id
-        symbol = order.symbol
+        entry = self._entries.get((order.strategy_id, order.symbol, order.side))
+        if entry is None:
+            entry = self._entry(order.strategy_id, order.symbol, order.side)
+        mine, net, by_strategy, by_symbol = entry
         self._open_firm.n += 1
-        self._tally(self._open_by_strategy, strategy_id).n += 1
-        self._tally(self._open_by_symbol, symbol).n += 1
-        mine, net = self._side_of(strategy_id, symbol, order.side)
+        by_strategy.n += 1
+        by_symbol.n += 1
         mine.count += 1
         net.count += 1
         if order.order_type is _MARKET_TYPE:
             mine.market += 1
             net.market += 1
-        self._count_terms(order, mine, net)
+        self._count_terms(order, entry)
 
     def _drop_working(self, order: Order) -> None:
         """An order that stopped working (finished, or denied before it was sent): uncount it."""
-        strategy_id = order.strategy_id
-        symbol = order.symbol
+        mine, net, by_strategy, by_symbol = self._uncount_terms(order)
         self._open_firm.n -= 1
-        self._open_by_strategy[strategy_id].n -= 1
-        self._open_by_symbol[symbol].n -= 1
-        mine, net = self._uncount_terms(order)
+        by_strategy.n -= 1
+        by_symbol.n -= 1
         mine.count -= 1
         net.count -= 1
         if order.order_type is _MARKET_TYPE:
@@ -964,11 +980,15 @@ class Oms:
     def _recount(self, order: Order) -> None:
         """A working order's size, price or in-flight replace changed: count it on its new terms. Every change to
         those fields of a working order goes through here; tests check the counters against a recount."""
-        mine, net = self._uncount_terms(order)
-        self._count_terms(order, mine, net)
+        self._count_terms(order, self._uncount_terms(order))
 
-    def _count_terms(self, order: Order, mine: WorkingSide, net: WorkingSide) -> None:
-        lots = order.worst_case_leaves()
+    def _count_terms(self, order: Order, entry: _Entry) -> None:
+        mine, net = entry[0], entry[1]
+        # `Order.worst_case_leaves` of a working order, inlined.
+        lots = order.leaves_quantity
+        pending_quantity = order.pending_quantity
+        if pending_quantity > order.quantity and order.pending_replace_id:
+            lots = pending_quantity - order.cum_quantity
         price = order.price
         pending = order.pending_price
         if price:
@@ -984,10 +1004,11 @@ class Oms:
         prices[price] = prices.get(price, 0) + 1
         if pending:
             prices[pending] = prices.get(pending, 0) + 1
-        self._counted[order.origin_client_order_id] = (mine, net, lots, price, pending)
+        self._counted[order.origin_client_order_id] = (entry, lots, price, pending)
 
-    def _uncount_terms(self, order: Order) -> tuple[WorkingSide, WorkingSide]:
-        mine, net, lots, price, pending = self._counted.pop(order.origin_client_order_id)
+    def _uncount_terms(self, order: Order) -> _Entry:
+        entry, lots, price, pending = self._counted.pop(order.origin_client_order_id)
+        mine, net = entry[0], entry[1]
         if price:
             value = lots * price
             mine.value -= value
@@ -998,13 +1019,18 @@ class Oms:
         mine.lots -= lots
         net.lots -= lots
         prices = mine.prices
-        for p in (price, pending) if pending else (price,):
-            left = prices[p] - 1
+        left = prices[price] - 1
+        if left:
+            prices[price] = left
+        else:
+            del prices[price]
+        if pending:
+            left = prices[pending] - 1
             if left:
-                prices[p] = left
+                prices[pending] = left
             else:
-                del prices[p]
-        return mine, net
+                del prices[pending]
+        return entry
 
     def _live(self, client_order_id: str) -> Order:
         order = self._by_id.get(client_order_id)
