@@ -1,8 +1,9 @@
 """The engine's link to a venue: the gateway interface and the in-process gateway over `engine.venue` (engine thread).
 
 The engine only ever calls `send(command)`. Whatever the venue answers comes back as *inbound* messages that the
-driver (live loop, backtester, test) takes from the gateway and feeds to `Engine.handle_execution_report` /
-`Engine.handle_market_data`, which journal them before applying them. Nothing the venue says reaches the engine
+driver (live loop, backtester, test) takes from the gateway and feeds to `Engine.handle_venue_message`, which routes
+each to `handle_execution_report`, `handle_venue_reject` (a `VenueCommandRejected`) or `handle_market_data`; they
+journal it before applying it. Nothing the venue says reaches the engine
 behind the journal's back, so replaying the journal reproduces the engine exactly. Issue 5 adds a FIX gateway
 with the same `send` and the same inbound queue.
 """

@@ -33,7 +33,15 @@ from engine.core import Engine
 from engine.instruments import Instrument, InstrumentRegistry
 from engine.marketdata.binance import DepthDiff, Trade, iter_binance_file
 from engine.marketdata.paths import shared_data_dir
-from engine.protocol import BookDeltas, ExecutionReport, RiskLimits, Scope, SetLimits, TradePrinted
+from engine.protocol import (
+    BookDeltas,
+    ExecutionReport,
+    RiskLimits,
+    Scope,
+    SetLimits,
+    TradePrinted,
+    VenueCommandRejected,
+)
 
 __all__ = [
     "BacktestConfig",
@@ -336,6 +344,8 @@ def run_venue(
                 continue
             if kind == 1:
                 engine.handle_execution_report(payload)
+            elif type(payload) is VenueCommandRejected:
+                engine.handle_venue_reject(payload)  # not market data: it must not count as an event or reach a book
             else:
                 events += 1
                 engine.handle_market_data(payload)
