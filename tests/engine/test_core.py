@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from decimal import Decimal
 
 import pytest
@@ -595,3 +596,30 @@ def test_a_venue_command_rejection_is_journaled_counted_and_never_reaches_a_book
     assert [r.kind for r in read_journal(tmp_path / "j", Codec(rs.INSTRUMENTS))][-1] == RecordKind.VENUE_REJECT
     recovered = Engine.recover(h.config, FakeClock(START), rs.INSTRUMENTS, NullGateway(), tmp_path / "j")
     assert recovered.state_hash() == h.engine.state_hash()
+
+
+def test_a_snapshot_taken_while_a_feed_is_stale_restores_its_buffer_and_both_engines_heal_alike(tmp_path):
+    h = Harness(tmp_path, autostart=True)
+    h.engine.snapshot_dir = tmp_path / "snaps"
+    h.market()
+    lost, later = (
+        next(m for m in h.venue.handle(_lp_order(side, price, cid)) if type(m) is BookDeltas)
+        for side, price, cid in ((Side.BUY, 9_995, "lp-x"), (Side.SELL, 10_005, "lp-y"))
+    )
+    h.engine.handle_market_data(later)  # buffered behind the gap
+    h.engine.snapshot()
+    snapshot_seq = h.engine.journal_seq
+    copy = tmp_path / "copy"  # the recovered engine appends to its own copy of the files
+    copy.mkdir()
+    shutil.copy(tmp_path / "j", copy / "j")
+    shutil.copytree(tmp_path / "snaps", copy / "snaps")
+
+    recovered = Engine.recover(
+        h.config, FakeClock(START), rs.INSTRUMENTS, NullGateway(), copy / "j", snapshot_dir=copy / "snaps"
+    )
+    for engine in (h.engine, recovered):
+        engine.handle_market_data(lost)  # the hole is filled: the buffered message applies after it
+
+    assert recovered.recovered_from == snapshot_seq
+    assert recovered.state_hash() == h.engine.state_hash()
+    assert recovered.book(SYMBOL).size_at(Side.SELL, 10_005) == 3
