@@ -321,6 +321,7 @@ def _stages(engine: Engine) -> tuple[tuple[str, type, tuple[str, ...]], ...]:
             ),
         ),
         ("gateway", AckGateway, ("send",)),
+        ("engine events (envelope, outbox)", Engine, ("_emit",)),
     )
 
 
@@ -353,7 +354,9 @@ def breakdown(events: int) -> tuple[dict[str, int], int, int]:
 
     for stage, cls, names in _stages(engine):
         for name in names:
-            fn = cls.__dict__[name]
+            fn = cls.__dict__.get(name)
+            if fn is None:  # renamed in the engine since: that stage falls into the engine's own time
+                continue
             originals.append((cls, name, fn))
             setattr(cls, name, wrap(stage, fn))
     try:
@@ -380,7 +383,7 @@ def breakdown(events: int) -> tuple[dict[str, int], int, int]:
     finally:
         for cls, name, fn in originals:
             setattr(cls, name, fn)
-    totals["engine (stamp, events, dispatch)"] = total - sum(totals.values())
+    totals["engine (the rest: stamp, dispatch, event structs)"] = total - sum(totals.values())
     return totals, total, timed
 
 
