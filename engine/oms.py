@@ -242,8 +242,9 @@ class RiskView:
         self.symbol = symbol
 
 
-# What one order moves: (its strategy's WorkingSide, the net WorkingSide, its strategy's Tally, its symbol's Tally).
-_Entry = tuple[WorkingSide, WorkingSide, Tally, Tally]
+# What one order moves: (its strategy's WorkingSide, the net WorkingSide, its strategy's Tally, its symbol's Tally,
+# the working orders of its strategy in its symbol).
+_Entry = tuple[WorkingSide, WorkingSide, Tally, Tally, dict[str, "Order"]]
 
 
 class Oms:
@@ -270,6 +271,7 @@ class Oms:
         "_open_by_strategy",
         "_open_by_symbol",
         "_open_firm",
+        "_pairs",
         "_sides",
         "_sides_net",
         "_terminal",
@@ -313,6 +315,9 @@ class Oms:
         # (symbol, side) -> strategy id -> that strategy's working side; (symbol, side) -> every strategy's.
         self._sides: dict[tuple[str, Side], dict[str, WorkingSide]] = {}
         self._sides_net: dict[tuple[str, Side], WorkingSide] = {}
+        # (strategy, symbol) -> its working orders (origin id -> order, in creation order): what the engine's
+        # requote asks for on every book update, without a pass over the account's working orders.
+        self._pairs: dict[tuple[str, str], dict[str, Order]] = {}
         # (strategy, symbol, side) -> the counters an order there moves.
         self._entries: dict[tuple[str, str, Side], _Entry] = {}
         # origin id -> the order's entry and what it added (lots, price, pending price), so taking it out is exact.
@@ -327,6 +332,8 @@ class Oms:
             side.count = side.lots = side.value = side.zero_lots = side.market = 0
             if side.prices is not None:
                 side.prices.clear()
+        for orders in self._pairs.values():
+            orders.clear()
         self._counted.clear()
 
     def _tally(self, table: dict[str, Tally], name: str) -> Tally:
@@ -539,6 +546,9 @@ class Oms:
         """Orders live at the venue or in flight (not terminal), in creation order."""
         if strategy_id is None and symbol is None:
             return list(self._working.values())
+        if strategy_id is not None and symbol is not None:
+            orders = self._pairs.get((strategy_id, symbol))
+            return [] if orders is None else list(orders.values())
         return [
             o
             for o in self._working.values()
@@ -942,7 +952,16 @@ class Oms:
     def _entry(self, strategy_id: str, symbol: str, side: Side) -> _Entry:
         """The counters an order of (strategy, symbol, side) moves, created on first use."""
         mine, net = self._side_of(strategy_id, symbol, side)
-        entry = (mine, net, self._tally(self._open_by_strategy, strategy_id), self._tally(self._open_by_symbol, symbol))
+        orders = self._pairs.get((strategy_id, symbol))
+        if orders is None:
+            orders = self._pairs[(strategy_id, symbol)] = {}
+        entry = (
+            mine,
+            net,
+            self._tally(self._open_by_strategy, strategy_id),
+            self._tally(self._open_by_symbol, symbol),
+            orders,
+        )
         self._entries[(strategy_id, symbol, side)] = entry
         return entry
 
@@ -954,7 +973,8 @@ class Oms:
         entry = self._entries.get((order.strategy_id, order.symbol, order.side))
         if entry is None:
             entry = self._entry(order.strategy_id, order.symbol, order.side)
-        mine, net, by_strategy, by_symbol = entry
+        mine, net, by_strategy, by_symbol, orders = entry
+        orders[order.origin_client_order_id] = order
         self._open_firm.n += 1
         by_strategy.n += 1
         by_symbol.n += 1
@@ -967,7 +987,8 @@ class Oms:
 
     def _drop_working(self, order: Order) -> None:
         """An order that stopped working (finished, or denied before it was sent): uncount it."""
-        mine, net, by_strategy, by_symbol = self._uncount_terms(order)
+        mine, net, by_strategy, by_symbol, orders = self._uncount_terms(order)
+        del orders[order.origin_client_order_id]
         self._open_firm.n -= 1
         by_strategy.n -= 1
         by_symbol.n -= 1

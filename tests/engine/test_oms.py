@@ -1063,6 +1063,11 @@ def assert_counters_match_a_recount(oms: Oms, views: dict | None = None) -> None
             assert (got.as_tuple()[:5] if got else empty[:5]) == want[:5]
             assert got is None or got.prices is None
     assert oms.open_order_count() == len(oms.working_orders())
+    for strategy_id in ("mm", "b", "c"):
+        for symbol in symbols:  # the per-(strategy, symbol) index, in creation order
+            assert oms.working_orders(strategy_id=strategy_id, symbol=symbol) == [
+                o for o in oms.working_orders() if (o.strategy_id, o.symbol) == (strategy_id, symbol)
+            ]
     for strategy_id in by_strategy.keys() | {"mm", "b", "c"}:
         assert oms.open_order_count(strategy_id=strategy_id) == by_strategy.get(strategy_id, 0)
     for symbol in symbols:
