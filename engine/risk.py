@@ -179,6 +179,7 @@ class _Resolved:
         "rate_checks",
         "record",
         "restricted_by",
+        "send_record",
         "strategy_name",
         "view",
     )
@@ -209,6 +210,9 @@ class _Resolved:
         self.dup_level = ""
         self.rate_checks: list[tuple[_Windows, int, int | None, int | None, str]] = []
         self.record: list[tuple[_Windows, int]] = []
+        # For a passing order, per level: its order and message windows, the retention, and whether each window
+        # still needs pruning (a window the rate check just pruned at the same horizon does not).
+        self.send_record: list[tuple[deque[int], deque[int], int, bool, bool]] = []
         self.open_firm = self.open_strategy = self.open_symbol = None
         self.position_strategy: tuple[int, str] | None = None
         self.position_net: tuple[int, str] | None = None  # firm and instrument count the same net position
@@ -223,7 +227,13 @@ class _Resolved:
         self.view: RiskView | None = None  # the OMS's counters for this (strategy, symbol), set by the gate
         for kind, name, limits, windows in levels:
             window_ns = None if limits is None else limits.rate_window_ns
-            self.record.append((windows, window_ns if window_ns is not None else DEFAULT_RATE_RETENTION_NS))
+            retention_ns = window_ns if window_ns is not None else DEFAULT_RATE_RETENTION_NS
+            self.record.append((windows, retention_ns))
+            checked_orders = window_ns is not None and limits.max_orders_per_window is not None
+            checked_messages = window_ns is not None and limits.max_messages_per_window is not None
+            self.send_record.append(
+                (windows.orders, windows.messages, retention_ns, not checked_orders, not checked_messages)
+            )
             if limits is None:
                 continue
             if self.restricted_by is None and symbol in limits.restricted_symbols:
@@ -674,18 +684,28 @@ class RiskGate:
 
         # Passed: from here on the order counts as sent (RTS 6 Art. 15(2)). Every level records it, limited or
         # not, so a rate limit set later counts what was already sent.
-        for windows, retention_ns in resolved.record:
-            horizon = now - retention_ns
-            orders = windows.orders
+        for orders, messages, retention_ns, prune_orders, prune_messages in resolved.send_record:
             orders.append(now)
-            while orders[0] <= horizon:
-                orders.popleft()
-            messages = windows.messages
             messages.append(now)
-            while messages[0] <= horizon:
-                messages.popleft()
+            horizon = now - retention_ns
+            if prune_orders:
+                while orders[0] <= horizon:
+                    orders.popleft()
+            if prune_messages:
+                while messages[0] <= horizon:
+                    messages.popleft()
         if self._dup_retention_ns:
-            self._record_duplicate(dup_key or (strategy_id, symbol, side, price, quantity), now)
+            # Duplicate memory: last send per key, and the sends in time order so expired keys go in O(1).
+            key = dup_key or (strategy_id, symbol, side, price, quantity)
+            last = self._dup_last
+            last[key] = now
+            sends = self._dup_order
+            sends.append((now, key))
+            horizon = now - self._dup_retention_ns
+            while sends[0][0] <= horizon:
+                ts, old = sends.popleft()
+                if last.get(old) == ts:
+                    del last[old]
         if states.counts_orders:
             states.on_order_sent(strategy_id=strategy_id, symbol=symbol)
         return _PASS
@@ -805,17 +825,6 @@ class RiskGate:
             retention = limits.rate_window_ns
         windows.messages.append(now)
         _prune(windows.messages, now - retention)
-
-    def _record_duplicate(self, key: tuple[str, str, int, int, int], now: int) -> None:
-        last = self._dup_last
-        last[key] = now
-        sends = self._dup_order
-        sends.append((now, key))
-        horizon = now - self._dup_retention_ns
-        while sends[0][0] <= horizon:
-            ts, old = sends.popleft()
-            if last.get(old) == ts:
-                del last[old]
 
     # --- snapshot ----------------------------------------------------------------------------------------------
 
