@@ -146,6 +146,24 @@ def _reduces(position: int, side: Side, worst_case_lots: int) -> bool:
     return False
 
 
+def _figures(
+    position: int, side: tuple[int, int], signed: int, price2: int, half_unit: int
+) -> tuple[int, int, int, int, int, int]:
+    """One scope's exposure figures in this symbol, in money units: (working lots, |position| value, position value,
+    how much the working lots grow |position|, their gross value x lots, their signed value)."""
+    lots, notional = side
+    grow = abs(position + signed * lots) - abs(position)
+    working = notional * 2 * half_unit
+    return (
+        lots,
+        abs(position) * price2 * half_unit,
+        position * price2 * half_unit,
+        grow,
+        grow * working,
+        signed * working,
+    )
+
+
 class _Resolved:
     """Everything the gate needs for orders of one strategy in one symbol, compiled once per limit change.
 
@@ -732,20 +750,23 @@ class RiskGate:
         half_units = self._half_units
         half_unit = resolved.half_unit
         others = self._others[symbol]
+        # This symbol's figures per kind of scope, computed once: the firm and the instrument count the same net
+        # position and working lots (the firm adds its other symbols below).
+        strategy_figures = net_figures = None
         for kind, max_gross, max_net, name in resolved.exposures:
             if kind is _STRATEGY:
-                lots, notional = strategy_side
-                if strategy_position is None:
-                    strategy_position = position_of(strategy_id, symbol)
-                position = strategy_position
+                if strategy_figures is None:
+                    if strategy_position is None:
+                        strategy_position = position_of(strategy_id, symbol)
+                    strategy_figures = _figures(strategy_position, strategy_side, signed, price2, half_unit)
+                lots, gross, net, grow, working_gross, working_net = strategy_figures
             else:
-                lots, notional = net_side
-                if net_position is None:
-                    net_position = net_position_of(symbol)
-                position = net_position
-            gross = abs(position) * price2 * half_unit
-            net = position * price2 * half_unit
-            if kind is not _INSTRUMENT:
+                if net_figures is None:
+                    if net_position is None:
+                        net_position = net_position_of(symbol)
+                    net_figures = _figures(net_position, net_side, signed, price2, half_unit)
+                lots, gross, net, grow, working_gross, working_net = net_figures
+            if others and kind is not _INSTRUMENT:
                 # The scope's positions in the other symbols, at the portfolio's marks (a symbol with a position
                 # has been marked, at least at its fill price).
                 for other in others:
@@ -754,11 +775,10 @@ class RiskGate:
                         value = held * (portfolio.mark2(other) or 0) * half_units[other]
                         gross += abs(value)
                         net += value
-            if max_gross is not None:
-                grow = abs(position + signed * lots) - abs(position)
+            if max_gross is not None and grow > 0:
                 # gross + grow * (average working price) > limit, cross-multiplied by `lots` to stay in ints.
-                worst_times_lots = gross * lots + grow * notional * 2 * half_unit
-                if grow > 0 and worst_times_lots > max_gross * lots:
+                worst_times_lots = gross * lots + working_gross
+                if worst_times_lots > max_gross * lots:
                     scale = -self._money_scale
                     return Denial(
                         RiskCode.MAX_GROSS_EXPOSURE,
@@ -766,7 +786,7 @@ class RiskGate:
                         f"{Decimal(max_gross).scaleb(scale)} ({name})",
                     )
             if max_net is not None:
-                worst_net = net + signed * notional * 2 * half_unit
+                worst_net = net + working_net
                 if signed * worst_net > max_net:
                     return Denial(
                         RiskCode.MAX_NET_EXPOSURE,
