@@ -1,0 +1,130 @@
+"""`python -m engine [--config config/engine.toml]`: the trading engine as a process (main thread = engine thread).
+
+Start-up: validate the config file (a bad key exits with status 2 and one line naming it), recover the engine from
+its journal (a fresh journal starts a fresh engine), put the configured limits in force (idempotent command ids,
+so a restart does not re-journal them), open the venue session (reconciling working orders), bind the CURVE
+command ROUTER and event PUB, and run the loop until SIGTERM or SIGINT; then sync and close the journal and the
+sockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import zmq
+
+from engine.clock import WallClock
+from engine.core import Engine, replay_events_from_journal
+from engine.errors import EngineError
+from engine.server.config import DEFAULT_CONFIG_PATH, ServerConfig, ServerConfigError, VenueKind, load_config
+from engine.server.loop import EngineLoop
+from engine.server.venue_link import InProcessVenueLink, ZmqVenueLink
+from engine.server.zmq_io import CommandSocket, EventPublisher
+
+log = logging.getLogger("engine.server")
+
+
+def build(config: ServerConfig, context: zmq.Context) -> tuple[EngineLoop, object]:
+    """Recover the engine, open the venue session and bind the sockets; returns the loop and the authenticator."""
+    from engine.server import curve
+
+    clock = WallClock()
+    auth = None
+    keys_dir = None
+    if config.security.curve:
+        keys_dir = config.keys_dir
+        auth = curve.start_authenticator(context, keys_dir)
+    if config.venue.kind is VenueKind.INPROCESS:
+        venue = InProcessVenueLink(config, clock)
+    elif config.venue.kind is VenueKind.ZMQ:
+        venue = ZmqVenueLink(config, context)
+    else:
+        raise ServerConfigError(
+            "venue.kind", "the FIX gateway (engine.fix) is not available in this build; use inprocess or zmq"
+        )
+    config.journal_path.parent.mkdir(parents=True, exist_ok=True)
+    config.snapshot_dir.mkdir(parents=True, exist_ok=True)
+    engine = Engine.recover(
+        config.engine,
+        clock,
+        config.instruments,
+        venue.gateway,
+        config.journal_path,
+        snapshot_dir=config.snapshot_dir,
+        policy=config.fsync,
+    )
+    engine.replay_source = lambda from_seq: replay_events_from_journal(
+        config.engine, config.instruments, config.journal_path, from_seq
+    )
+    log.info(
+        "recovered: journal seq %d, event seq %d, %d working orders, state %s",
+        engine.journal_seq,
+        engine.seq,
+        len(engine.oms.working_orders()),
+        engine.state_hash(),
+    )
+    commands = CommandSocket(context, config.endpoints.commands, keys_dir=keys_dir)
+    events = EventPublisher(context, config.endpoints.events, keys_dir=keys_dir)
+    loop = EngineLoop(
+        engine, commands=commands, events=events, venue=venue, clock=clock, tick_ns=config.timers.tick_ms * 1_000_000
+    )
+    for cmd in config.limits:
+        reply = engine.handle_command(cmd)
+        if type(reply).__name__ == "CommandRejected":
+            raise ServerConfigError("limits", f"{reply.code}: {reply.reason}")
+    venue.start(engine)
+    loop.turn()
+    return loop, auth
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=os.environ.get("ENGINE_CONFIG", str(DEFAULT_CONFIG_PATH)))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(Path(args.config))
+    except ServerConfigError as exc:
+        print(f"engine configuration error: {exc.reason}", file=sys.stderr)
+        return 2
+    context = zmq.Context()
+    loop = auth = None
+    try:
+        try:
+            loop, auth = build(config, context)
+        except ServerConfigError as exc:
+            print(f"engine configuration error: {exc.reason}", file=sys.stderr)
+            return 2
+        except EngineError as exc:
+            print(f"engine start-up error: {exc}", file=sys.stderr)
+            return 2
+        signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+        signal.signal(signal.SIGINT, lambda *_: loop.stop())
+        log.info(
+            "engine %s ready: commands %s, events %s, venue %s, curve %s",
+            config.engine.engine_id,
+            config.endpoints.commands,
+            config.endpoints.events,
+            config.venue.kind.value,
+            "on" if config.security.curve else "OFF",
+        )
+        loop.run()
+        log.info("stopping: journal seq %d, event seq %d", loop.engine.journal_seq, loop.engine.seq)
+        return 0
+    finally:
+        if loop is not None:
+            loop.close()
+        if auth is not None:
+            auth.stop()
+        context.destroy(linger=1000)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The engine thread: one loop that owns the Engine, its sockets and the venue link (engine thread only, except
+`put`, which any thread may call).
+
+Each turn: wait on the command ROUTER, the venue link's sockets and the wake-up fd (with a timeout to the next
+timer tick); whatever arrived is appended to one inbound queue; the queue is drained into the Engine in arrival
+order (commands, venue messages, timer ticks), each command is answered at once, and the events the turn produced
+are published. Socket readers and other threads (a QuickFIX callback) only ever append to the queue: nothing but
+this loop calls the Engine, so its state has one owner and needs no lock. The journal is synced when a turn finds
+nothing to do (FsyncPolicy.BATCH), so an idle engine never holds unsynced records for long.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from enum import IntEnum
+from typing import Any
+
+import zmq
+
+from engine.journal import FsyncPolicy
+from engine.protocol import Codec, ProtocolError
+from engine.server.zmq_io import CommandSocket, EventPublisher, refusal
+
+log = logging.getLogger("engine.server")
+
+
+class Inbound(IntEnum):
+    COMMAND = 1  # (envelope, bytes) from the ROUTER
+    VENUE = 2  # a decoded venue message (execution report, market data, venue reject)
+    TIMER = 3
+
+
+class EngineLoop:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        commands: CommandSocket,
+        events: EventPublisher,
+        venue: Any,
+        clock: Any,
+        tick_ns: int,
+    ) -> None:
+        self.engine = engine
+        self.commands = commands
+        self.events = events
+        self.venue = venue
+        self.clock = clock
+        self.tick_ns = tick_ns
+        self.codec: Codec = engine.codec
+        self.inbound: deque = deque()
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._next_tick = clock.now() + tick_ns
+        self.stopping = False
+        self.garbage = 0
+        self._synced = 0
+        poller = zmq.Poller()
+        poller.register(commands.socket, zmq.POLLIN)
+        poller.register(self._wake_fd, zmq.POLLIN)
+        for socket in venue.sockets:
+            poller.register(socket, zmq.POLLIN)
+        self._poller = poller
+        self._put_command = lambda item: self.inbound.append((Inbound.COMMAND, item))
+
+    # ------------------------------------------------------------------ any thread
+
+    def put(self, message: Any) -> None:
+        """Hand a venue message from another thread (a FIX callback). deque.append is atomic; the eventfd wakes
+        the poll."""
+        self.inbound.append((Inbound.VENUE, message))
+        os.eventfd_write(self._wake_fd, 1)
+
+    def stop(self) -> None:
+        """Ask the loop to finish its turn and return (a signal handler calls it)."""
+        self.stopping = True
+        try:
+            os.eventfd_write(self._wake_fd, 1)
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ engine thread
+
+    def run(self) -> None:
+        poll = self._poller.poll
+        commands, venue = self.commands, self.venue
+        venue_sockets = set(venue.sockets)
+        flow_ms = 1 if getattr(venue, "flows", None) else None
+        while not self.stopping:
+            timeout_ms = max(0, (self._next_tick - self.clock.now()) // 1_000_000)
+            if flow_ms is not None:
+                timeout_ms = min(timeout_ms, flow_ms)
+            ready = poll(timeout_ms)
+            busy = bool(ready) or bool(self.inbound)
+            for socket, _ in ready:
+                if socket is commands.socket:
+                    commands.read(self._put_command)
+                elif socket in venue_sockets:
+                    venue.read(socket)
+                else:
+                    try:
+                        os.eventfd_read(self._wake_fd)
+                    except BlockingIOError:
+                        pass
+            venue.poll()
+            if self.clock.now() >= self._next_tick:
+                self.inbound.append((Inbound.TIMER, None))
+                self._next_tick += self.tick_ns
+                if self._next_tick <= self.clock.now():  # a slow turn: do not queue a burst of ticks
+                    self._next_tick = self.clock.now() + self.tick_ns
+            self.turn()
+            if not busy:
+                self._sync_journal()
+
+    def turn(self) -> None:
+        """Drain the inbound queue (and the venue link's inbox) into the Engine; publish what it produced."""
+        engine, inbound, venue_inbox = self.engine, self.inbound, self.venue.inbox
+        while inbound or venue_inbox:
+            while venue_inbox:
+                inbound.append((Inbound.VENUE, venue_inbox.popleft()))
+            kind, item = inbound.popleft()
+            if kind is Inbound.COMMAND:
+                self._command(*item)
+            elif kind is Inbound.VENUE:
+                engine.handle_venue_message(item)
+            else:
+                engine.on_timer(self.clock.now())
+            self.events.publish(engine.drain(), self.codec.encode)
+
+    def _command(self, envelope: list, data: bytes) -> None:
+        try:
+            cmd = self.codec.decode_command(data)
+        except ProtocolError as exc:
+            self.garbage += 1
+            self.commands.reply(envelope, refusal(self.codec, data, exc, self.clock.now()))
+            return
+        reply = self.engine.handle_command(cmd)
+        self.commands.reply(envelope, self.codec.encode(reply))
+
+    def _sync_journal(self) -> None:
+        journal = self.engine.journal
+        if journal is not None and journal.policy is FsyncPolicy.BATCH and journal.last_seq != self._synced:
+            journal.sync(self.engine.time)
+            self._synced = journal.last_seq
+
+    def close(self) -> None:
+        """Journal synced and closed, sockets closed (SIGTERM path)."""
+        journal = self.engine.journal
+        if journal is not None:
+            journal.close()
+        self.commands.close()
+        self.events.close()
+        self.venue.close()
+        os.close(self._wake_fd)

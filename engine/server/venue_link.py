@@ -1,0 +1,168 @@
+"""The engine process's connection to a venue (engine thread only; `put` callbacks of other threads excepted).
+
+A venue link owns the gateway the Engine sends through and delivers what the venue says into the loop's inbound
+queue, never into the Engine directly: every venue message is journaled by the Engine when the loop hands it over.
+
+- `InProcessVenueLink`: the simulated `engine.venue.Venue` with `PoissonFlow` background participants, on the engine
+  thread itself. It dies with the process: after a restart the venue is a new, empty exchange session. Its
+  market-data sequence starts again at 1, so the link renumbers it after the last sequence the recovered engine
+  applied and opens the session with a full-book snapshot; every order the engine still holds working is queried,
+  and the new venue's "unknown order" answers close them in the OMS (that is what reconciliation means here).
+- `ZmqVenueLink`: a venue process speaking `engine.protocol` over ZeroMQ: a DEALER to its order ROUTER (venue
+  commands out, execution reports and snapshots back) and a SUB to its market-data PUB.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import msgspec
+import zmq
+
+from engine.gateway import InProcessGateway
+from engine.protocol import BookDeltas, BookSnapshot, Codec, ProtocolError, TradePrinted, VenueRequestSnapshot
+from engine.venue import FlowConfig, PoissonFlow, Venue
+
+_MD = (BookDeltas, TradePrinted, BookSnapshot)
+
+
+class _RenumberingGateway(InProcessGateway):
+    """An in-process gateway whose market data is renumbered after the engine's last applied sequence."""
+
+    __slots__ = ("offsets",)
+
+    def __init__(self, venue: Any, account: str) -> None:
+        super().__init__(venue, account)
+        self.offsets: dict[str, int] = {}
+
+    def deliver(self, messages: list) -> None:
+        offsets = self.offsets
+        if offsets:
+            messages = [
+                msgspec.structs.replace(m, seq=m.seq + offsets.get(m.symbol, 0)) if type(m) in _MD else m
+                for m in messages
+            ]
+        super().deliver(messages)
+
+
+class InProcessVenueLink:
+    def __init__(self, config: Any, clock: Any) -> None:
+        symbols = list(config.instruments.symbols)
+        self.venue = Venue(symbols, clock=clock.now)
+        self.gateway = _RenumberingGateway(self.venue, config.engine.account)
+        self.flows = [
+            PoissonFlow(
+                FlowConfig(
+                    symbol=f.symbol,
+                    initial_price=f.initial_price,
+                    intensity=f.intensity,
+                    market_share=f.market_share,
+                    cancel_rate=f.cancel_rate,
+                    volatility=f.volatility,
+                    depth_ticks=f.depth_ticks,
+                    size_mean=f.size_mean,
+                    size_max=f.size_max,
+                ),
+                send=self._flow_send,
+                clock=clock.now,
+                seed=f.seed,
+            )
+            for f in config.venue.flow
+        ]
+        self._primes = [f.prime_levels for f in config.venue.flow]
+        self.gateway.observer = self._observe
+        self.inbox: deque = self.gateway.inbox
+        self.sockets: list = []
+
+    def _flow_send(self, command: object) -> list:
+        messages = self.venue.handle(command)
+        self.gateway.deliver(messages)
+        return messages
+
+    def _observe(self, messages: list) -> None:
+        for flow in self.flows:
+            flow.observe(messages)
+
+    def start(self, engine: Any) -> None:
+        """Open the session: seed the book, renumber after the engine's feeds, snapshot, query working orders."""
+        books = engine.state_view()["books"]
+        for flow, levels in zip(self.flows, self._primes, strict=True):
+            flow.prime(levels=levels, orders_per_level=1)
+        self.inbox.clear()  # the priming deltas are summed up by the snapshot below
+        for symbol in self.venue.symbols:
+            last = books.get(symbol, {}).get("last_seq", 0)
+            self.gateway.offsets[symbol] = last
+            snap = self.venue.snapshot(symbol)
+            self.inbox.append(msgspec.structs.replace(snap, seq=snap.seq + last + 1))
+            # +1: a snapshot equal to the book's seq is ignored while live; this one must replace the old book.
+            self.gateway.offsets[symbol] = last + 1
+        for order in engine.oms.working_orders():
+            self.gateway.send(engine.oms.query_message(order.client_order_id))
+
+    def poll(self) -> None:
+        for flow in self.flows:
+            flow.poll()
+
+    def read(self, socket: Any) -> None:  # no sockets
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _ZmqGateway:
+    __slots__ = ("codec", "sent", "socket")
+
+    def __init__(self, socket: zmq.Socket, codec: Codec) -> None:
+        self.socket = socket
+        self.codec = codec
+        self.sent = 0
+
+    def send(self, command: Any) -> None:
+        self.sent += 1
+        self.socket.send(self.codec.encode(command), zmq.NOBLOCK)
+
+
+class ZmqVenueLink:
+    """Venue process over ZeroMQ. The venue answers a `VenueRequestSnapshot` on the order socket."""
+
+    def __init__(self, config: Any, context: zmq.Context) -> None:
+        self.codec = Codec(config.instruments)
+        self.orders = context.socket(zmq.DEALER)
+        self.orders.linger = 0
+        self.orders.connect(config.venue.orders)
+        self.md = context.socket(zmq.SUB)
+        self.md.linger = 0
+        self.md.setsockopt(zmq.SUBSCRIBE, b"")
+        self.md.connect(config.venue.market_data)
+        self.gateway = _ZmqGateway(self.orders, self.codec)
+        self.inbox: deque = deque()
+        self.sockets = [self.orders, self.md]
+        self.decode_errors = 0
+
+    def start(self, engine: Any) -> None:
+        for symbol in engine.instruments.symbols:
+            self.gateway.send(VenueRequestSnapshot(symbol=symbol))
+        for order in engine.oms.working_orders():
+            self.gateway.send(engine.oms.query_message(order.client_order_id))
+
+    def poll(self) -> None:
+        pass
+
+    def read(self, socket: zmq.Socket) -> None:
+        decode = self.codec.decode_venue_event
+        inbox = self.inbox
+        for _ in range(1000):
+            try:
+                frame = socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                inbox.append(decode(frame))
+            except ProtocolError:
+                self.decode_errors += 1  # a bad frame from the venue changes nothing
+
+    def close(self) -> None:
+        self.orders.close(0)
+        self.md.close(0)
