@@ -940,3 +940,70 @@ def test_no_sequence_of_orders_fills_and_cancels_gets_the_worst_case_position_pa
             )
             assert net <= 10
             assert own <= 6
+
+
+# --- self-match from the OMS's counters against a scan ---------------------------------------------------------------
+
+_RESTING = st.lists(
+    st.tuples(
+        st.sampled_from(["mm-1", "mm-2", "mm-3"]),
+        st.sampled_from([BUY, SELL]),
+        st.integers(-4, 4),  # price offset from REF
+        st.booleans(),  # MARKET (rests only for this test: the counters must still see it)
+        st.integers(-4, 4),  # 0 = no replace in flight, else its price offset
+    ),
+    max_size=12,
+)
+
+
+def _crossing_by_scan(desk: Desk, strategy: str, side: Side, price: int, market: bool):
+    """The first working order of another strategy the order would trade against, by a pass over every working
+    order in creation order: what the gate decided before the OMS kept counters."""
+    for working in desk.oms.working_orders(symbol=SYM):
+        if working.side == side or working.strategy_id == strategy:
+            continue
+        pending = working.pending_price
+        if side == BUY:
+            crosses = working.price <= price or (pending and pending <= price)
+        else:
+            crosses = working.price >= price or (pending and pending >= price)
+        if market or working.order_type == OrderType.MARKET or crosses:
+            return working
+    return None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    resting=_RESTING,
+    strategy=st.sampled_from(["mm-1", "mm-2", "mm-3"]),
+    side=st.sampled_from([BUY, SELL]),
+    offset=st.integers(-5, 5),
+    market=st.booleans(),
+)
+def test_self_match_from_the_counters_denies_exactly_what_a_scan_finds_and_names_the_same_order(
+    resting, strategy, side, offset, market
+):
+    desk = Desk()
+    for owner, resting_side, resting_offset, resting_market, replace_offset in resting:
+        order = desk.oms.new_order(
+            strategy_id=owner,
+            client_order_id=desk.oms.next_client_order_id(owner),
+            symbol=SYM,
+            side=resting_side,
+            order_type=OrderType.MARKET if resting_market else OrderType.LIMIT,
+            time_in_force=TimeInForce.GTC,
+            price=0 if resting_market else REF + resting_offset,
+            quantity=1000,
+        )
+        if replace_offset and not resting_market:
+            desk.oms.request_replace(order.client_order_id, REF + replace_offset, 2000)
+    price = 0 if market else REF + offset
+    expected = _crossing_by_scan(desk, strategy, side, price, market)
+
+    denial = desk.submit(strategy=strategy, side=side, price=price, market=market)
+
+    if expected is None:
+        assert denial is None
+    else:
+        assert code(denial) == "RISK_SELF_MATCH"
+        assert f"would cross {expected.client_order_id} of strategy {expected.strategy_id} " in denial.reason
