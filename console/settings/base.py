@@ -128,3 +128,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# CURVE keys between the console and the engine (`manage.py engine_keys` writes both pairs here; the engine's
+# config file names the same directory under [security] keys_dir). The console reads console.key_secret and
+# engine.key; without them the engine client cannot connect.
+ENGINE_CURVE_KEYS_DIR = Path(env_str("ENGINE_CURVE_KEYS_DIR", str(VAR_DIR / "engine" / "keys")))
+# Attempts per engine command (the same command id every time: the engine answers a repeat with its first reply).
+ENGINE_COMMAND_RETRIES = env_int("ENGINE_COMMAND_RETRIES", 3, minimum=1)
