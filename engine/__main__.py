@@ -21,8 +21,9 @@ import zmq
 from engine.clock import WallClock
 from engine.core import Engine, replay_events_from_journal
 from engine.errors import EngineError
+from engine.journal import FsyncPolicy
 from engine.server.config import DEFAULT_CONFIG_PATH, ServerConfig, ServerConfigError, VenueKind, load_config
-from engine.server.loop import EngineLoop
+from engine.server.loop import EngineLoop, JournalSyncer
 from engine.server.venue_link import InProcessVenueLink, ZmqVenueLink
 from engine.server.zmq_io import CommandSocket, EventPublisher
 
@@ -49,6 +50,8 @@ def build(config: ServerConfig, context: zmq.Context) -> tuple[EngineLoop, objec
         )
     config.journal_path.parent.mkdir(parents=True, exist_ok=True)
     config.snapshot_dir.mkdir(parents=True, exist_ok=True)
+    # BATCH is done by a syncer thread (see engine/server/loop.py), so the journal itself never fsyncs inline.
+    policy = FsyncPolicy.NEVER if config.fsync is FsyncPolicy.BATCH else config.fsync
     engine = Engine.recover(
         config.engine,
         clock,
@@ -56,7 +59,7 @@ def build(config: ServerConfig, context: zmq.Context) -> tuple[EngineLoop, objec
         venue.gateway,
         config.journal_path,
         snapshot_dir=config.snapshot_dir,
-        policy=config.fsync,
+        policy=policy,
     )
     engine.replay_source = lambda from_seq: replay_events_from_journal(
         config.engine, config.instruments, config.journal_path, from_seq
@@ -71,7 +74,13 @@ def build(config: ServerConfig, context: zmq.Context) -> tuple[EngineLoop, objec
     commands = CommandSocket(context, config.endpoints.commands, keys_dir=keys_dir)
     events = EventPublisher(context, config.endpoints.events, keys_dir=keys_dir)
     loop = EngineLoop(
-        engine, commands=commands, events=events, venue=venue, clock=clock, tick_ns=config.timers.tick_ms * 1_000_000
+        engine,
+        commands=commands,
+        events=events,
+        venue=venue,
+        clock=clock,
+        tick_ns=config.timers.tick_ms * 1_000_000,
+        busy_poll_ns=config.timers.busy_poll_us * 1000,
     )
     for cmd in config.limits:
         reply = engine.handle_command(cmd)
@@ -79,6 +88,9 @@ def build(config: ServerConfig, context: zmq.Context) -> tuple[EngineLoop, objec
             raise ServerConfigError("limits", f"{reply.code}: {reply.reason}")
     venue.start(engine)
     loop.turn()
+    if config.fsync is FsyncPolicy.BATCH:
+        loop.syncer = JournalSyncer(engine.journal, config.journal.batch_ms / 1000)
+        loop.syncer.start()
     return loop, auth
 
 
@@ -120,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         if loop is not None:
+            if loop.syncer is not None:
+                loop.syncer.stop()
             loop.close()
         if auth is not None:
             auth.stop()
