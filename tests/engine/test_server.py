@@ -19,13 +19,15 @@ from pathlib import Path
 import pytest
 import zmq
 
-from engine.enums import OrderType, Side, TimeInForce
+from engine.enums import OrderType, Side, TimeInForce, TradingState
 from engine.instruments import InstrumentRegistry
 from engine.journal import scan
 from engine.protocol import (
     Codec,
     CommandAccepted,
     CommandRejected,
+    EngineHeartbeat,
+    Heartbeat,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -36,6 +38,7 @@ from engine.protocol import (
     StartStrategy,
     StateSnapshot,
     SubmitOrder,
+    TradingStateChanged,
     UpdateStrategyParams,
 )
 from engine.server import curve
@@ -89,17 +92,18 @@ market_share = 0.1
 size_mean = 20.0
 size_max = 200
 seed = 3
+{extra}
 """
 
 
 class EngineProcess:
     """`python -m engine` in a temporary directory (short: ipc paths are limited to ~100 bytes)."""
 
-    def __init__(self, *, ring: int = 100_000) -> None:
+    def __init__(self, *, ring: int = 100_000, extra: str = "") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="eng", dir="/tmp"))
         curve.generate_keys(self.dir / "keys")
         self.config = self.dir / "engine.toml"
-        self.config.write_text(CONFIG.format(root=ROOT, dir=self.dir, ring=ring))
+        self.config.write_text(CONFIG.format(root=ROOT, dir=self.dir, ring=ring, extra=extra))
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "engine.log"
 
@@ -422,3 +426,36 @@ def test_an_engine_killed_while_quoting_restarts_with_the_same_state_from_its_jo
 
 def submitted_orders(published: dict) -> list:
     return [e.event for e in published.values() if type(e.event) is OrderSubmitted]
+
+
+DEAD_MAN = """
+[[triggers]]
+scope = "firm"
+triggers = { heartbeat_timeout_ns = 1_000_000_000, heartbeat_action = "HALTED" }
+"""
+
+
+def test_the_engine_beats_on_its_own_topic_and_halts_when_the_console_stops_beating():
+    proc = EngineProcess(extra=DEAD_MAN)
+    client = None
+    try:
+        proc.start()
+        client = Client(proc, topics=(b"hb", b"all"))
+        client.wait_ready()
+        beat = client.request(Heartbeat(command_id=client.next_id(), operator="console", ts=0, last_seq=0))
+
+        # The console goes quiet: no Heartbeat for more than heartbeat_timeout_ns.
+        halted = client.events(
+            lambda seen: any(
+                type(e.event) is TradingStateChanged and e.event.state == TradingState.HALTED for e in seen
+            )
+        )
+
+        assert type(beat) is CommandAccepted
+        assert any(type(e.event) is EngineHeartbeat for e in halted)
+        change = next(e.event for e in halted if type(e.event) is TradingStateChanged)
+        assert change.operator == "" and change.code  # tripped by the engine itself, with the reason code
+    finally:
+        if client is not None:
+            client.close()
+        proc.cleanup()
