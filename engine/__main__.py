@@ -24,7 +24,7 @@ from engine.errors import EngineError
 from engine.journal import FsyncPolicy
 from engine.server.config import DEFAULT_CONFIG_PATH, ServerConfig, ServerConfigError, VenueKind, load_config
 from engine.server.loop import EngineLoop, JournalSyncer
-from engine.server.venue_link import InProcessVenueLink, ZmqVenueLink
+from engine.server.venue_link import FixVenueLink, InProcessVenueLink, ZmqVenueLink
 from engine.server.zmq_io import CommandSocket, EventPublisher
 
 log = logging.getLogger("engine.server")
@@ -45,9 +45,8 @@ def build(config: ServerConfig, context: zmq.Context) -> tuple[EngineLoop, objec
     elif config.venue.kind is VenueKind.ZMQ:
         venue = ZmqVenueLink(config, context)
     else:
-        raise ServerConfigError(
-            "venue.kind", "the FIX gateway (engine.fix) is not available in this build; use inprocess or zmq"
-        )
+        venue = FixVenueLink(config, context)
+
     config.journal_path.parent.mkdir(parents=True, exist_ok=True)
     config.snapshot_dir.mkdir(parents=True, exist_ok=True)
     # BATCH is done by a syncer thread (see engine/server/loop.py), so the journal itself never fsyncs inline.
@@ -86,6 +85,7 @@ def build(config: ServerConfig, context: zmq.Context) -> tuple[EngineLoop, objec
         reply = engine.handle_command(cmd)
         if type(reply).__name__ == "CommandRejected":
             raise ServerConfigError("limits", f"{reply.code}: {reply.reason}")
+    venue.wake = loop.wake  # QuickFIX's thread (FIX link) wakes the engine thread's poll
     venue.start(engine)
     loop.turn()
     if config.fsync is FsyncPolicy.BATCH:

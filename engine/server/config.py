@@ -96,8 +96,11 @@ class VenueSection(_Section, frozen=True, kw_only=True):
     # zmq / fix: where the venue process publishes market data (PUB) and, for zmq, takes orders (ROUTER).
     market_data: str = "tcp://127.0.0.1:7201"
     orders: str = "tcp://127.0.0.1:7202"
-    # fix: the QuickFIX initiator settings file of the FIX gateway.
-    fix_settings: str = "config/fix_engine.cfg"
+    # fix: the venue's snapshot ROUTER (VenueRequestSnapshot -> BookSnapshot), the FIX session
+    # (engine.fix.settings.FixSessionConfig, role "initiator") and where QuickFIX keeps its store and logs.
+    snapshot: str = "tcp://127.0.0.1:9880"
+    fix: dict[str, Any] = {}
+    fix_var_dir: str = "var/engine/fix"
 
 
 class LimitSection(_Section, frozen=True, kw_only=True):
@@ -149,6 +152,7 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):
     fsync: FsyncPolicy
     venue: VenueSection
     timers: Timers
+    fix_var_dir: Path
 
 
 def load_config(path: Path | str = DEFAULT_CONFIG_PATH, *, base_dir: Path | None = None) -> ServerConfig:
@@ -215,6 +219,9 @@ def build_config(raw: dict[str, Any], *, path: Path, base_dir: Path) -> ServerCo
         _endpoint("venue.market_data", venue.market_data)
         if venue.kind is VenueKind.ZMQ:
             _endpoint("venue.orders", venue.orders)
+        else:
+            _endpoint("venue.snapshot", venue.snapshot)
+            fix_session_config(venue)  # validated now, so a bad [venue.fix] key stops start-up by name
     fsync = {"every_record": FsyncPolicy.EVERY_RECORD, "batch": FsyncPolicy.BATCH, "never": FsyncPolicy.NEVER}
     return ServerConfig(
         path=path,
@@ -230,7 +237,20 @@ def build_config(raw: dict[str, Any], *, path: Path, base_dir: Path) -> ServerCo
         fsync=fsync[doc.journal.fsync],
         venue=venue,
         timers=doc.timers,
+        fix_var_dir=resolve(venue.fix_var_dir),
     )
+
+
+def fix_session_config(venue: VenueSection) -> Any:
+    """The FIX gateway's session config from [venue.fix] (engine.fix is imported only when it is used)."""
+    try:
+        from engine.fix.settings import FixSessionConfig
+    except ImportError as exc:
+        raise ServerConfigError("venue.kind", f"the FIX gateway (engine.fix) is not available: {exc}") from None
+    config = _convert({"role": "initiator", **venue.fix}, FixSessionConfig, "venue.fix")
+    if config.role != "initiator":
+        raise ServerConfigError("venue.fix.role", "the engine's FIX session is an initiator")
+    return config
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------

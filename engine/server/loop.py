@@ -82,6 +82,13 @@ class EngineLoop:
         self.inbound.append((Inbound.VENUE, message))
         os.eventfd_write(self._wake_fd, 1)
 
+    def wake(self) -> None:
+        """Make the engine thread's poll return (a QuickFIX callback queued something). Any thread."""
+        try:
+            os.eventfd_write(self._wake_fd, 1)
+        except OSError:
+            pass  # closed at shutdown
+
     def stop(self) -> None:
         """Ask the loop to finish its turn and return (a signal handler calls it)."""
         self.stopping = True
@@ -192,6 +199,13 @@ class JournalSyncer(threading.Thread):
                 os.fsync(self._fd)
                 synced = last
                 self.syncs += 1
+
+    def wake(self) -> None:
+        """Make the engine thread's poll return (a QuickFIX callback queued something). Any thread."""
+        try:
+            os.eventfd_write(self._wake_fd, 1)
+        except OSError:
+            pass  # closed at shutdown
 
     def stop(self) -> None:
         self._halt.set()

@@ -10,6 +10,10 @@ queue, never into the Engine directly: every venue message is journaled by the E
   and the new venue's "unknown order" answers close them in the OMS (that is what reconciliation means here).
 - `ZmqVenueLink`: a venue process speaking `engine.protocol` over ZeroMQ: a DEALER to its order ROUTER (venue
   commands out, execution reports and snapshots back) and a SUB to its market-data PUB.
+- `FixVenueLink`: `python -m engine.venue` (or any FIX 4.4 venue): orders over the FIX gateway (`engine.fix`,
+  QuickFIX's thread queues what arrives and wakes the loop), market data from the venue's PUB, snapshots from its
+  snapshot ROUTER. Every logon (the first and each reconnect) queries every working order; the ORDER_STATUS
+  answers reconcile the OMS.
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ import msgspec
 import zmq
 
 from engine.gateway import InProcessGateway
-from engine.protocol import BookDeltas, BookSnapshot, Codec, ProtocolError, TradePrinted, VenueRequestSnapshot
+from engine.protocol import (
+    BookDeltas,
+    BookSnapshot,
+    Codec,
+    ProtocolError,
+    TradePrinted,
+    VenueCommandRejected,
+    VenueRequestSnapshot,
+)
 from engine.venue import FlowConfig, PoissonFlow, Venue
 
 _MD = (BookDeltas, TradePrinted, BookSnapshot)
@@ -166,3 +178,96 @@ class ZmqVenueLink:
     def close(self) -> None:
         self.orders.close(0)
         self.md.close(0)
+
+
+class _SplitGateway:
+    """Snapshot requests to the venue's snapshot socket, everything else to the FIX session."""
+
+    __slots__ = ("codec", "fix", "sent", "snapshots")
+
+    def __init__(self, fix_gateway: Any, snapshots: zmq.Socket, codec: Codec) -> None:
+        self.fix = fix_gateway
+        self.snapshots = snapshots
+        self.codec = codec
+        self.sent = 0
+
+    def send(self, command: Any) -> None:
+        self.sent += 1
+        if type(command) is VenueRequestSnapshot:
+            self.snapshots.send(self.codec.encode(command), zmq.NOBLOCK)
+        else:
+            self.fix.send(command)
+
+
+class FixVenueLink:
+    def __init__(self, config: Any, context: zmq.Context) -> None:
+        from engine.fix.initiator import FixGateway
+        from engine.server.config import fix_session_config
+
+        self.codec = Codec(config.instruments)
+        self.md = context.socket(zmq.SUB)
+        self.md.linger = 0
+        self.md.setsockopt(zmq.SUBSCRIBE, b"")
+        self.md.connect(config.venue.market_data)
+        self.snap = context.socket(zmq.DEALER)
+        self.snap.linger = 0
+        self.snap.connect(config.venue.snapshot)
+        config.fix_var_dir.mkdir(parents=True, exist_ok=True)
+        self.engine: Any = None
+        self.fix = FixGateway(
+            fix_session_config(config.venue),
+            config.instruments,
+            var_dir=config.fix_var_dir,
+            on_reconnect=self._reconcile,
+            wake=self._wake,
+        )
+        self.wake: Any = None  # the loop's wake-up, set before start
+        self.gateway = _SplitGateway(self.fix, self.snap, self.codec)
+        self.inbox: deque = deque()
+        self.sockets = [self.md, self.snap]
+        self.decode_errors = 0
+        self.queries_dropped = 0
+
+    def _wake(self) -> None:  # QuickFIX's thread
+        if self.wake is not None:
+            self.wake()
+
+    def _reconcile(self) -> None:  # engine thread, from FixGateway.poll
+        engine = self.engine
+        if engine is not None:
+            for order in engine.oms.working_orders():
+                self.fix.send(engine.oms.query_message(order.client_order_id))
+
+    def start(self, engine: Any) -> None:
+        self.engine = engine
+        for symbol in engine.instruments.symbols:
+            self.gateway.send(VenueRequestSnapshot(symbol=symbol))
+        self.fix.start()
+
+    def poll(self) -> None:
+        for msg in self.fix.poll():
+            # A status query refused because the session is down is not news: the engine would answer it with
+            # another query (Engine._query_if_live), refused at once again, and loop as fast as it can journal.
+            # The logon's reconciliation queries every working order anyway, so the refusal is dropped here.
+            if type(msg) is VenueCommandRejected and msg.command == "VenueQueryOrder":
+                self.queries_dropped += 1
+                continue
+            self.inbox.append(msg)
+
+    def read(self, socket: zmq.Socket) -> None:
+        decode = self.codec.decode_venue_event
+        inbox = self.inbox
+        for _ in range(1000):
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                inbox.append(decode(frames[-1]))  # [symbol topic, message] on the PUB, [message] on the DEALER
+            except ProtocolError:
+                self.decode_errors += 1
+
+    def close(self) -> None:
+        self.fix.stop()
+        self.md.close(0)
+        self.snap.close(0)

@@ -6,6 +6,7 @@ are upper bounds only (the machine is shared and slow): nothing asserts how long
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -106,6 +107,15 @@ class EngineProcess:
         self.config.write_text(CONFIG.format(root=ROOT, dir=self.dir, ring=ring, extra=extra))
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "engine.log"
+
+    def use_fix_venue(self, fix_port: int, pub: str, snapshot: str) -> None:
+        text = self.config.read_text().replace('kind = "inprocess"', 'kind = "fix"', 1)
+        text = text.replace(
+            "[venue]\n", f'[venue]\nmarket_data = "{pub}"\nsnapshot = "{snapshot}"\nfix_var_dir = "{self.dir}/fix"\n'
+        )
+        session = f'sender_comp_id = "ENGINE"\ntarget_comp_ids = ["VENUE"]\nport = {fix_port}\nfile_log = false\n'
+        text += f"\n[venue.fix]\n{session}"
+        self.config.write_text(text)
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
@@ -458,4 +468,64 @@ def test_the_engine_beats_on_its_own_topic_and_halts_when_the_console_stops_beat
     finally:
         if client is not None:
             client.close()
+        proc.cleanup()
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("engine.fix") is None, reason="the FIX gateway has not landed")
+def test_the_engine_quotes_over_fix_against_the_venue_process_and_books_its_fills():
+    fix_port, pub_port, snap_port = _free_ports(3)
+    pub, snapshot = f"tcp://127.0.0.1:{pub_port}", f"tcp://127.0.0.1:{snap_port}"
+    proc = EngineProcess()
+    proc.use_fix_venue(fix_port, pub, snapshot)
+    venue_log = open(proc.dir / "venue.log", "wb")  # closed in the finally below
+    venue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine.venue",
+            "--config",
+            "config/venue.toml",
+            "--var-dir",
+            str(proc.dir / "venue"),
+            "--port",
+            str(fix_port),
+            "--pub",
+            pub,
+            "--snapshot",
+            snapshot,
+        ],
+        cwd=ROOT,
+        stdout=venue_log,
+        stderr=venue_log,
+    )
+    client = None
+    try:
+        proc.start()
+        client = Client(proc)
+        client.wait_ready()
+
+        accepted = client.events(
+            lambda seen: any(type(e.event) is OrderAccepted and e.event.strategy_id == "as-btc" for e in seen)
+        )
+
+        assert any(type(e.event) is OrderAccepted and e.event.venue_order_id for e in accepted)
+    finally:
+        if client is not None:
+            client.close()
+        venue.kill()
+        venue.wait(timeout=WAIT_S)
+        venue_log.close()
         proc.cleanup()
