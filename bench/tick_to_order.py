@@ -13,8 +13,14 @@ the engine's orders are acknowledged and the next tick finds them live (it repla
 data for our resting orders is not published (the synthetic book is the market; the engine is configured with
 `market_data_includes_own_orders = false`). Between ticks the venue keeps answering for 3 ms, untimed.
 
-The last line is JSON: tick_to_order_p50_us / _p99_us (ZeroMQ path) and tick_to_order_fix_p50_us (null when the FIX
-gateway has not landed: the engine's `venue.kind = "fix"` is refused at start-up in this build).
+FIX path: this process runs `engine.fix.acceptor.VenueService` (the venue of `python -m engine.venue`) with a tick
+driver that moves its resting BENCH book 10 ticks every 5 ms (mass cancel + re-place, stamped just before the venue
+thread publishes the deltas), and the engine runs with `venue.kind = "fix"`. The arrival stamp is taken when the
+venue's FIX application has decoded the engine's order (QuickFIX's thread), so it includes FIX encode, the session
+layer both sides and the venue's parse.
+
+The last line is JSON: tick_to_order_p50_us / _p99_us (ZeroMQ path) and tick_to_order_fix_p50_us (null when
+engine.fix is missing or no tick caused an order over FIX).
 """
 
 from __future__ import annotations
@@ -173,11 +179,145 @@ def zmq_path(ticks: int, warmup: int, fsync: str = "batch", busy_poll_us: int = 
     return hist
 
 
+class _TickDriver:
+    """A VenueService driver (venue thread): every 5 ms, once the previous tick was answered, moves the BENCH
+    account's resting book 10 ticks (mass cancel + re-place) and stamps just before the messages are published."""
+
+    def __init__(self, venue: Venue) -> None:
+        self.venue = venue
+        self.mid = MID
+        self.n = 0
+        self.t0: int | None = None
+        self.next_ns = 0
+        self.samples: list[int] = []
+        self.started = False
+
+    def _place(self, mid: int) -> list:
+        from engine.enums import OrderType, TimeInForce
+        from engine.protocol import VenuePlaceOrder
+
+        out: list = []
+        bids, asks = book(mid)
+        for side, levels in ((1, bids), (-1, asks)):
+            for price, size in levels:
+                self.n += 1
+                out += self.venue.handle(
+                    VenuePlaceOrder(
+                        client_order_id=f"bench-{self.n}",
+                        account="BENCH",
+                        symbol=SYMBOL,
+                        side=side,
+                        order_type=OrderType.LIMIT,
+                        time_in_force=TimeInForce.GTC,
+                        price=price,
+                        quantity=size,
+                    )
+                )
+        return out
+
+    def prime(self) -> list:
+        return self._place(self.mid)
+
+    def poll(self) -> list:
+        from engine.protocol import VenueMassCancel
+
+        now = time.perf_counter_ns()
+        if not self.started or now < self.next_ns or (self.t0 is not None and now - self.t0 < 1_000_000_000):
+            return []
+        self.n += 1
+        out = self.venue.handle(VenueMassCancel(client_order_id=f"bench-{self.n}", account="BENCH", symbol=SYMBOL))
+        self.mid = MID + 10 if self.mid == MID else MID
+        out += self._place(self.mid)
+        self.next_ns = now + 5_000_000
+        self.t0 = time.perf_counter_ns()  # published right after this returns
+        return out
+
+    def arrived(self) -> None:  # QuickFIX's thread: an order message was decoded at the venue
+        t0 = self.t0
+        if t0 is not None:
+            self.samples.append(time.perf_counter_ns() - t0)
+            self.t0 = None
+
+    def observe(self, messages: list) -> None:
+        pass
+
+
+def fix_path(ticks: int, warmup: int) -> HdrHistogram | None:
+    """The same measurement over FIX: the venue is engine.fix's VenueService in this process; the first order
+    message decoded by its FIX application after a book change is the arrival. None when engine.fix is missing."""
+    try:
+        from engine.fix.acceptor import VenueService
+        from engine.fix.settings import FixSessionConfig
+    except ImportError:
+        return None
+    import socket
+    import tempfile
+
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    fix_port, pub_port, snap_port = ports
+    instruments = InstrumentRegistry.from_toml(ROOT / "config" / "instruments.toml")
+    venue = Venue([SYMBOL], clock=time.time_ns)
+    driver = _TickDriver(venue)
+    var_dir = Path(tempfile.mkdtemp(prefix="fixvenue", dir="/tmp"))
+    service = VenueService(
+        venue=venue,
+        instruments=instruments,
+        fix_config=FixSessionConfig(
+            role="acceptor", sender_comp_id="VENUE", target_comp_ids=("ENGINE",), port=fix_port, file_log=False
+        ),
+        var_dir=var_dir,
+        pub_endpoint=f"tcp://127.0.0.1:{pub_port}",
+        snapshot_endpoint=f"tcp://127.0.0.1:{snap_port}",
+        drivers=[driver],
+    )
+    submit = service.app._submit  # bench instrumentation: stamp each decoded order before it is queued
+
+    def stamped(item: tuple) -> None:
+        if item is not None and item[2] is not None:  # (kind, session, command, ...): a command, not a logon
+            driver.arrived()
+        submit(item)
+
+    service.app._submit = stamped
+    service.start()
+    fix_venue = f"""
+market_data = "tcp://127.0.0.1:{pub_port}"
+snapshot = "tcp://127.0.0.1:{snap_port}"
+fix_var_dir = "{var_dir}/engine-fix"
+[venue.fix]
+sender_comp_id = "ENGINE"
+target_comp_ids = ["VENUE"]
+port = {fix_port}
+file_log = false
+"""
+    hist = HdrHistogram(1, 10_000_000_000, 3)
+    try:
+        with EngineRun(transport="ipc", venue="fix", venue_extra=fix_venue, strategies=STRATEGY, ports=(0, 0)) as run:
+            run.wait_ready(run.dealer())
+            time.sleep(2.0)  # logon, snapshot, first quotes
+            driver.started = True
+            deadline = time.monotonic() + max(60.0, (ticks + warmup) * 0.05)
+            while len(driver.samples) < ticks + warmup and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for value in driver.samples[warmup : warmup + ticks]:
+                hist.record_value(max(1, value))
+    finally:
+        service.stop()
+        import shutil
+
+        shutil.rmtree(var_dir, ignore_errors=True)
+    return hist if hist.get_total_count() else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--fsync", default="batch", choices=("batch", "every_record", "never"))
+    parser.add_argument("--no-fix", action="store_true", help="skip the FIX path")
     parser.add_argument("--busy-poll-us", type=int, default=0, help="the engine's [timers] busy_poll_us")
     args = parser.parse_args()
     hist = zmq_path(args.ticks, args.warmup, args.fsync, args.busy_poll_us)
@@ -185,13 +325,21 @@ def main() -> None:
         f"zmq path: tick-to-order p50 {us(hist, 50)} us p99 {us(hist, 99)} us p99.9 {us(hist, 99.9)} us "
         f"over {hist.get_total_count()} ticks (load average {os.getloadavg()[0]:.2f})"
     )
-    print("fix path: not available (the engine's FIX gateway has not landed in this build)")
+    fix_hist = None if args.no_fix else fix_path(args.ticks, args.warmup)
+    if fix_hist is None:
+        print("fix path: not available (engine.fix missing, or no tick caused an order over FIX)")
+    else:
+        print(
+            f"fix path: tick-to-order p50 {us(fix_hist, 50)} us p99 {us(fix_hist, 99)} us "
+            f"over {fix_hist.get_total_count()} ticks (load average {os.getloadavg()[0]:.2f})"
+        )
     print(
         json.dumps(
             {
                 "tick_to_order_p50_us": us(hist, 50),
                 "tick_to_order_p99_us": us(hist, 99),
-                "tick_to_order_fix_p50_us": None,
+                "tick_to_order_fix_p50_us": None if fix_hist is None else us(fix_hist, 50),
+                "tick_to_order_fix_p99_us": None if fix_hist is None else us(fix_hist, 99),
                 "tick_to_order_p999_us": us(hist, 99.9),
                 "ticks": hist.get_total_count(),
                 "load_average": round(os.getloadavg()[0], 2),
