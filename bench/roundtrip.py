@@ -10,6 +10,10 @@ clock), reply encode. For comparison the same client pings a bare pyzmq ROUTER e
 transport with CURVE (`pyzmq_rtt_*`) and without it (`pyzmq_nocurve_rtt_*`): the difference between the engine
 and the CURVE echo is the engine's own cost.
 
+The engine runs with `[timers] busy_poll_us = 500` (config/engine.toml's value: it keeps polling for 0.5 ms after
+each input, so a burst of commands finds it awake); `command_rtt_tcp_blocking_*` is the same run with 0 (the
+engine blocks in poll between commands and each command pays the wake-up of an idle thread).
+
 The last line is JSON: command_rtt_p50_us / _p99_us / _p999_us are the tcp figures (the deployed default); the
 ipc figures and the pyzmq baseline carry their transport in the key. The machine's load average is printed.
 """
@@ -166,9 +170,9 @@ class EngineRun:
         raise SystemExit(f"engine not ready in {timeout_s} s:\n{(self.dir / 'engine.log').read_text()}")
 
 
-def measure_engine(transport: str, n: int, warmup: int) -> HdrHistogram:
+def measure_engine(transport: str, n: int, warmup: int, busy_poll_us: int = 500) -> HdrHistogram:
     hist = HdrHistogram(1, 10_000_000_000, 3)
-    with EngineRun(transport=transport) as run:
+    with EngineRun(transport=transport, busy_poll_us=busy_poll_us) as run:
         socket = run.dealer()
         run.wait_ready(socket)
         encode, decode = run.codec.encode, run.codec.decode_reply
@@ -227,12 +231,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--busy-poll-us", type=int, default=500, help="the engine's [timers] busy_poll_us")
     args = parser.parse_args()
     figures: dict[str, float] = {}
     for transport in ("ipc", "tcp"):
         base = measure_pyzmq(transport, args.n, args.warmup)
         plain = measure_pyzmq(transport, args.n, args.warmup, use_curve=False)
-        eng = measure_engine(transport, args.n, args.warmup)
+        eng = measure_engine(transport, args.n, args.warmup, args.busy_poll_us)
         print(
             f"{transport}: engine p50 {us(eng, 50)} us p99 {us(eng, 99)} us p99.9 {us(eng, 99.9)} us; "
             f"bare pyzmq+CURVE p50 {us(base, 50)} us p99 {us(base, 99)} us; "
@@ -245,12 +250,17 @@ def main() -> None:
         figures[f"pyzmq_rtt_{transport}_p50_us"] = us(base, 50)
         figures[f"pyzmq_rtt_{transport}_p99_us"] = us(base, 99)
         figures[f"pyzmq_nocurve_rtt_{transport}_p50_us"] = us(plain, 50)
+    blocking = measure_engine("tcp", args.n, args.warmup, 0)
+    print(f"tcp, engine never spinning (busy_poll_us 0): p50 {us(blocking, 50)} us p99 {us(blocking, 99)} us")
+    figures["command_rtt_tcp_blocking_p50_us"] = us(blocking, 50)
+    figures["command_rtt_tcp_blocking_p99_us"] = us(blocking, 99)
     result = {
         "command_rtt_p50_us": figures["command_rtt_tcp_p50_us"],
         "command_rtt_p99_us": figures["command_rtt_tcp_p99_us"],
         "command_rtt_p999_us": figures["command_rtt_tcp_p999_us"],
         **figures,
         "n": args.n,
+        "busy_poll_us": args.busy_poll_us,
         "load_average": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result))
