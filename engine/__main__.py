@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+import msgspec
 import zmq
 
 from engine.clock import WallClock
@@ -97,12 +98,21 @@ def build(config: ServerConfig, context: zmq.Context) -> tuple[EngineLoop, objec
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=os.environ.get("ENGINE_CONFIG", str(DEFAULT_CONFIG_PATH)))
+    parser.add_argument(
+        "--venue",
+        choices=[k.value for k in VenueKind],
+        default=os.environ.get("ENGINE_VENUE") or None,
+        help="override [venue] kind (e.g. fix to trade with `python -m engine.venue`)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         config = load_config(Path(args.config))
+        if args.venue:
+            venue = msgspec.structs.replace(config.venue, kind=VenueKind(args.venue))
+            config = msgspec.structs.replace(config, venue=venue)
     except ServerConfigError as exc:
         print(f"engine configuration error: {exc.reason}", file=sys.stderr)
         return 2
