@@ -910,7 +910,10 @@ class Engine:
         # timer asks again. A refused command about an order we hold live: ask the venue what it knows.
         rejects = self._venue_rejects
         rejects[msg.code] = rejects.get(msg.code, 0) + 1
-        if msg.client_order_id:
+        # Never answer a refused status query with another query: while a FIX session is down the gateway
+        # refuses every query, and re-asking turned that into a busy loop filling the journal. The logon
+        # that brings the session back queries every working order anyway.
+        if msg.client_order_id and msg.command != "VenueQueryOrder":
             self._query_if_live(msg.client_order_id)
 
     def _on_fill(self, fill: OrderFilled) -> None:

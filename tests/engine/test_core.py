@@ -542,6 +542,22 @@ def test_a_cancel_refused_for_another_reason_sends_no_query():
     assert h.gateway.sent == sent
 
 
+def test_a_refused_status_query_is_not_answered_with_another_query():
+    h = Harness()
+    h.gateway = NullGateway()
+    h.engine.gateway = h.gateway
+    _submit(h, "m1", Side.BUY, "99.00", "0.002")
+    h.engine.handle_execution_report(_report("m1", ExecType.NEW, OrderStatus.NEW, n=1))
+    sent = h.gateway.sent
+
+    h.engine.handle_venue_message(
+        VenueCommandRejected(command="VenueQueryOrder", code="SESSION_DOWN", symbol=SYMBOL, client_order_id="m1")
+    )
+
+    assert h.gateway.sent == sent
+    assert h.engine.state_view()["venue_rejects"] == {"SESSION_DOWN": 1}
+
+
 def test_cancels_count_against_the_strategy_and_symbol_message_windows_as_well_as_the_firm():
     h = Harness()
     _submit(h, "m1", Side.BUY, "99.00", "0.002", strategy_id="alpha")
