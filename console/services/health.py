@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 
 from console.celery import app as celery_app
+from console.services.engine_link import last_engine_link
 
 
 class Status(StrEnum):
@@ -70,9 +71,17 @@ def check_celery(timeout: float = 0.5) -> Check:
 
 
 def check_engine() -> Check:
-    # The engine process and its command socket arrive with the engine-process issue; until the
-    # console has an engine client there is nothing that could answer, so the state is unknown.
-    return Check("engine", Status.UNKNOWN, f"no engine client yet (endpoint {settings.ENGINE_COMMAND_ENDPOINT})")
+    """From the console's last heartbeat to the engine (console.services.engine_link), not a new probe:
+    probing on every /healthz request would journal a command in the engine per load-balancer check."""
+    try:
+        link = last_engine_link()
+    except redis.RedisError as exc:
+        return Check("engine", Status.UNKNOWN, f"cannot read the last engine heartbeat: {exc}"[:200])
+    if link is None:
+        return Check("engine", Status.UNKNOWN, f"no heartbeat sent yet (endpoint {settings.ENGINE_COMMAND_ENDPOINT})")
+    if link.age_s > settings.ENGINE_HEARTBEAT_STALE_S:
+        return Check("engine", Status.DOWN, f"no heartbeat answer for {link.age_s:.0f} s ({link.detail})"[:200])
+    return Check("engine", Status.OK if link.ok else Status.DOWN, link.detail[:200])
 
 
 REQUIRED = ("database", "redis")

@@ -88,7 +88,14 @@ CELERY_BEAT_SCHEDULE = {
     # The console heartbeat travels beat -> worker -> Redis channel layer -> every open websocket,
     # so a browser that sees it knows the whole real-time path is alive.
     "console-heartbeat": {"task": "console.tasks.broadcast_heartbeat", "schedule": 2.0},
+    # Must stay well inside the engine's dead-man timeout (config/engine.toml [[triggers]] heartbeat_timeout_ns).
+    "engine-heartbeat": {
+        "task": "console.tasks.heartbeat_engine",
+        "schedule": float(env_int("ENGINE_HEARTBEAT_INTERVAL_S", 2, minimum=1)),
+        "options": {"expires": 5},
+    },
 }
+ENGINE_HEARTBEAT_STALE_S = env_int("ENGINE_HEARTBEAT_STALE_S", 10, minimum=1)
 
 # The engine process (built in later issues). The console's engine client is the only code that uses these.
 ENGINE_COMMAND_ENDPOINT = env_zmq_endpoint("ENGINE_COMMAND_ENDPOINT", "tcp://127.0.0.1:7101")
