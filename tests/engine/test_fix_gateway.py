@@ -9,14 +9,21 @@ canceled its orders (the reports reach it by resend, once).
 from __future__ import annotations
 
 import threading
+import time
+from decimal import Decimal
 
 import pytest
 
+from engine.clock import WallClock
+from engine.config import EngineConfig
+from engine.core import Engine
 from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce
 from engine.fix.initiator import FixGateway
 from engine.fix.settings import FixSessionConfig
 from engine.instruments import InstrumentRegistry
 from engine.protocol import (
+    CommandAccepted,
+    SubmitOrder,
     VenueCancelOrder,
     VenueCommandRejected,
     VenueMassCancel,
@@ -221,3 +228,61 @@ def test_reports_sent_while_the_gateway_was_away_arrive_by_resend_after_it_resta
             assert len({r.exec_id for r in later.messages}) == len(later.messages)
         finally:
             second.stop()
+
+
+def test_the_engine_reconciles_its_working_orders_over_fix_after_the_venue_is_killed_and_restarted(tmp_path):
+    venue = VenueProcess(tmp_path).start()
+    restarted = None
+    holder: dict = {}
+
+    def ask_status_of_working_orders() -> None:  # what the live loop wires to on_reconnect
+        engine = holder["engine"]
+        for working in engine.oms.working_orders():
+            holder["gateway"].send(engine.oms.query_message(working.client_order_id))
+
+    gw = holder["gateway"] = make_gateway(venue.port, tmp_path / "engine", on_reconnect=ask_status_of_working_orders)
+    engine = holder["engine"] = Engine(EngineConfig(account="MM1"), WallClock(), INSTRUMENTS, gw)
+
+    def pump_until(condition) -> None:
+        def step():
+            for msg in gw.poll():
+                engine.handle_venue_message(msg)
+            return condition()
+
+        wait_for(step)
+
+    try:
+        connected(gw)
+        pump_until(lambda: True)
+        reply = engine.handle_command(
+            SubmitOrder(
+                command_id="k1",
+                operator="bob",
+                ts=time.time_ns(),
+                strategy_id="manual",
+                client_order_id="e-1",
+                symbol="BTCUSDT",
+                side=Side.BUY,
+                order_type=OrderType.LIMIT,
+                time_in_force=TimeInForce.GTC,
+                price=Decimal("59000.0"),
+                quantity=Decimal("0.005"),
+            )
+        )
+        pump_until(lambda: engine.oms.get("e-1").status == OrderStatus.NEW)
+        working_before = [o.client_order_id for o in engine.oms.working_orders()]
+
+        venue.proc.kill()
+        venue.proc.wait(WAIT_S)
+        wait_for(lambda: not gw.connected)
+        restarted = VenueProcess(tmp_path, port=venue.port).start()
+        pump_until(lambda: not engine.oms.working_orders())
+
+        assert type(reply) is CommandAccepted
+        assert working_before == ["e-1"]
+        assert engine.oms.get("e-1").is_terminal  # the venue no longer knows it: closed by reconciliation
+    finally:
+        gw.stop()
+        venue.kill()
+        if restarted is not None:
+            restarted.kill()
