@@ -175,6 +175,8 @@ class VenueService:
         self.app = VenueFixApp(instruments, self._submit)
         self._settings = session_settings(fix_config, self.var_dir / "fix")
         self._session_ids = session_ids(fix_config)
+        self._sender = fix_config.sender_comp_id
+        self._owner_sessions: dict[str, fix.SessionID] = {}  # comp id -> SessionID, built once per counterparty
         # QuickFIX holds plain C++ references to the factories: keep the Python objects alive as long as the acceptor.
         self._store_factory = fix.FileStoreFactory(self._settings)
         self._log_factory = fix.FileLogFactory(self._settings) if fix_config.file_log else None
@@ -345,13 +347,12 @@ class VenueService:
             avg_px=avg,
             cxl_rej_response_to=response_to,
         )
-        session_id = fix.SessionID("FIX.4.4", self._sender_comp_id(), owner)
+        session_id = self._owner_sessions.get(owner)
+        if session_id is None:
+            session_id = self._owner_sessions[owner] = fix.SessionID("FIX.4.4", self._sender, owner)
         # A session that is logged out still gets the report: QuickFIX stores it under the next sequence number and
         # the counterparty's resend request fetches it at the next logon.
         fix.Session.sendToTarget(msg, session_id)
-
-    def _sender_comp_id(self) -> str:
-        return self._settings.get().getString("SenderCompID")
 
     def _avg_px(self, report: ExecutionReport) -> Decimal | None:
         oid = report.venue_order_id

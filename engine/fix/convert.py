@@ -257,7 +257,16 @@ def _id(msg: fix.Message, tag: int, *, required: bool = True) -> str:
     return value
 
 
+# Valid conversions seen before, by (symbol, text): a burst of reports repeats the same few prices and sizes, and
+# a Decimal grid check costs over a microsecond. Only successes are cached; the caches are cleared when large.
+_TICKS_OF: dict[tuple[str, str], int] = {}
+_LOTS_OF: dict[tuple[str, str], int] = {}
+
+
 def _ticks(instruments: InstrumentRegistry, symbol: str, text: str, tag: int) -> int:
+    cached = _TICKS_OF.get((symbol, text))
+    if cached is not None:
+        return cached
     try:
         ticks = instruments.get(symbol).price_to_ticks(Decimal(text))
     except (InstrumentError, ArithmeticError, ValueError) as exc:
@@ -265,10 +274,16 @@ def _ticks(instruments: InstrumentRegistry, symbol: str, text: str, tag: int) ->
         raise FixConvertError(code, f"price {text!r}: {getattr(exc, 'reason', exc)}", tag) from None
     if not 0 < ticks <= MAX_INT64:
         raise FixConvertError("INVALID_PRICE", f"price {text!r} must be positive", tag)
+    if len(_TICKS_OF) > 100_000:
+        _TICKS_OF.clear()
+    _TICKS_OF[symbol, text] = ticks
     return ticks
 
 
 def _lots(instruments: InstrumentRegistry, symbol: str, text: str, tag: int, *, allow_zero: bool = False) -> int:
+    cached = _LOTS_OF.get((symbol, text))
+    if cached is not None and (cached or allow_zero):
+        return cached
     try:
         lots = instruments.get(symbol).qty_to_lots(Decimal(text))
     except (InstrumentError, ArithmeticError, ValueError) as exc:
@@ -276,6 +291,9 @@ def _lots(instruments: InstrumentRegistry, symbol: str, text: str, tag: int, *, 
         raise FixConvertError(code, f"quantity {text!r}: {getattr(exc, 'reason', exc)}", tag) from None
     if not (0 if allow_zero else 1) <= lots <= MAX_INT64:
         raise FixConvertError("INVALID_QUANTITY", f"quantity {text!r} must be positive", tag)
+    if len(_LOTS_OF) > 100_000:
+        _LOTS_OF.clear()
+    _LOTS_OF[symbol, text] = lots
     return lots
 
 

@@ -269,7 +269,8 @@ class FixGateway:
             self._wake()
 
     def _inbound(self, message: fix.Message) -> None:
-        kind = convert.msg_type(message)
+        message = convert.Fields.of(message)  # one call into QuickFIX for all the fields
+        kind = message[convert.MSG_TYPE]
         try:
             if kind in {convert.EXECUTION_REPORT_TYPE, convert.ORDER_CANCEL_REJECT}:
                 report = convert.fix_to_report(message, self.instruments, self._records)
