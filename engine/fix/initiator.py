@@ -12,10 +12,11 @@ QuickFIX's thread runs the session and queues what arrives).
 
 The session layer is QuickFIX's: logon, heartbeats and test requests, sequence numbers kept in a FileStore under
 `var_dir` (never reset on logon, logout or disconnect, so a restart on either side resumes the session and a gap is
-filled by a resend request), reconnection every `reconnect_s` seconds, and validation of every message against
-FIX44.xml. Inbound messages are converted to protocol messages on QuickFIX's thread (the engine thread does not pay
-for parsing) and appended to a deque; `poll()` drains it on the engine thread. A report the venue resends with
-PossDupFlag whose ExecID was already queued is dropped, so the engine never sees one twice.
+filled by a resend request), reconnection every `reconnect_s` seconds with backoff while the venue stays away
+(pauses of 1, 2, 4 ... up to `reconnect_backoff_max_s` seconds between windows of attempts), and validation of every
+message against FIX44.xml. Inbound messages are converted to protocol messages on QuickFIX's thread (the engine
+thread does not pay for parsing) and appended to a deque; `poll()` drains it on the engine thread. A report the
+venue resends with PossDupFlag whose ExecID was already queued is dropped, so the engine never sees one twice.
 
 Each logon (the first, and every reconnection) queues a marker; `poll()` meets it on the engine thread and calls
 `on_reconnect()` there, so the engine can send a `VenueQueryOrder` for every working order and reconcile the
@@ -119,6 +120,9 @@ class FixGateway:
         self._exec_ids: set[str] = set()
         self._exec_order: deque[str] = deque()
         self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._backoff_thread: threading.Thread | None = None
+        self.backoff_pauses = 0  # times the backoff disabled reconnection while the venue was away
         self._session_id = session_ids(config)[0]
         self._settings = session_settings(config, var_dir)
         self._app = _InitiatorApp(self)
@@ -139,12 +143,44 @@ class FixGateway:
 
     def start(self) -> None:
         self._initiator.start()
+        if self.config.reconnect_backoff_max_s:
+            self._backoff_thread = threading.Thread(target=self._backoff, name="fix-backoff", daemon=True)
+            self._backoff_thread.start()
+
+    def _backoff(self) -> None:
+        """Reconnect with backoff (own thread). QuickFIX retries at a fixed `ReconnectInterval` while a session is
+        enabled; an initiator skips a disabled one. So while the venue stays away, alternate a window of attempts
+        with a pause during which the session is disabled, doubling the pause up to `reconnect_backoff_max_s`."""
+        base = self.config.reconnect_s
+        pause = base
+        while not self._stopping.is_set():
+            if self._connected.wait(0.2):
+                pause = base
+                self._stopping.wait(0.2)
+                continue
+            # A window of attempts at QuickFIX's own interval...
+            if self._connected.wait(2 * base) or self._stopping.is_set():
+                continue
+            session = fix.Session.lookupSession(self._session_id)
+            if session is None or session.isLoggedOn():
+                continue
+            # ...then none for `pause` seconds. `logout()` on a session that is not connected only disables it.
+            session.logout("reconnect backoff")
+            self.backoff_pauses += 1
+            self._stopping.wait(pause)
+            if self._stopping.is_set():
+                return
+            session.logon()  # enable again: the initiator resumes its attempts
+            pause = min(2 * pause, self.config.reconnect_backoff_max_s)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Log out (waiting up to `timeout` for the venue's answer), then stop QuickFIX's thread. Final: a stopped
         gateway cannot be started again (build a new one on the same var dir to resume the session)."""
         if self._initiator is None:
             return
+        self._stopping.set()
+        if self._backoff_thread is not None:
+            self._backoff_thread.join(5)
         # QuickFIX 1.16's Python build occasionally crashed in `stop()` when it had to log a live session out
         # itself; logging out first avoids it.
         session = fix.Session.lookupSession(self._session_id)

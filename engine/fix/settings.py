@@ -53,6 +53,9 @@ class FixSessionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     host: str = "127.0.0.1"
     heartbeat_s: Annotated[int, Meta(ge=1, le=3600)] = 5
     reconnect_s: Annotated[int, Meta(ge=1, le=3600)] = 1
+    # Initiator only: while the venue stays unreachable, pause reconnecting for 1, 2, 4 ... up to this many seconds
+    # between windows of attempts (0 = QuickFIX's fixed `reconnect_s` forever). Reset by every logon.
+    reconnect_backoff_max_s: Annotated[int, Meta(ge=0, le=3600)] = 30
     logon_timeout_s: Annotated[int, Meta(ge=1, le=600)] = 10
     reset_on_logon: bool = False
     file_log: bool = True  # every message in <var>/log: the audit trail of the session, at a cost per message

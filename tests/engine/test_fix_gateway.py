@@ -31,7 +31,7 @@ from engine.protocol import (
     VenueQueryOrder,
     VenueReplaceOrder,
 )
-from tests.engine.fix_helpers import WAIT_S, VenueProcess, wait_for
+from tests.engine.fix_helpers import WAIT_S, VenueProcess, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -286,3 +286,22 @@ def test_the_engine_reconciles_its_working_orders_over_fix_after_the_venue_is_ki
         venue.kill()
         if restarted is not None:
             restarted.kill()
+
+
+def test_while_the_venue_stays_away_the_gateway_backs_off_and_still_logs_on_when_it_comes_back(tmp_path):
+    port = free_port()
+    gw = make_gateway(port, tmp_path / "engine")
+    venue = None
+    try:
+        gw.start()  # nothing listens yet
+
+        wait_for(lambda: gw.backoff_pauses >= 1)
+        venue = VenueProcess(tmp_path, port=port).start()
+        wait_for(lambda: gw.connected, timeout=WAIT_S * 2)
+
+        assert gw.connected
+        assert gw.backoff_pauses >= 1
+    finally:
+        gw.stop()
+        if venue is not None:
+            venue.kill()
