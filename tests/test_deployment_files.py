@@ -14,8 +14,6 @@ COMPOSE = yaml.safe_load((ROOT / "docker" / "compose.yml").read_text())
 # Processes whose code later issues build. Each entry must really be missing: once the command
 # exists this test fails, and the entry has to go, so the list can only shrink.
 NOT_YET_BUILT = {
-    "engine": "engine process (issue 5)",
-    "venue": "venue process (issue 5)",
     "bridge": "persistence bridge (issue 6)",
 }
 

@@ -56,6 +56,13 @@ def test_bin_run_starts_the_system_a_demo_user_logs_in_and_ctrl_c_stops_everythi
             what="bin/run to report a healthy system with a worker",
         )
         assert health["status"] == "ok"
+        # The engine answers the console's heartbeats over CURVE (beat -> worker -> engine client -> engine).
+        wait_for(
+            lambda: (h := healthz(base_url)) and h["checks"]["engine"]["status"] == "ok",
+            timeout=120,
+            interval=1,
+            what="the engine to answer the console's heartbeat",
+        )
 
         log_in(page, base_url, "risk", "demo-password-for-this-test")
         expect(page.locator("h1")).to_contain_text("Welcome, risk")
@@ -67,6 +74,7 @@ def test_bin_run_starts_the_system_a_demo_user_logs_in_and_ctrl_c_stops_everythi
         returncode = process.wait(timeout=90)
 
     log_text = log_path.read_text()
+    assert "logged on" in log_text  # the engine's FIX session to the venue process
     assert "PostgreSQL (embedded) stopped" in log_text
     assert "Redis stopped" in log_text
     leftovers = subprocess.run(["pgrep", "-f", str(var_dir)], capture_output=True, text=True, check=False).stdout
