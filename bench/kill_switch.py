@@ -1,20 +1,21 @@
-"""Kill switch: time from the command to all 1,000 working orders cancel-acknowledged by the venue.
+"""Kill switch: time from the engine's HaltTrading to all 1,000 working orders canceled in the engine's OMS.
 
 Run from the repo root: .venv/bin/python bench/kill_switch.py [--rounds 10] [--orders 1000] [--file-log]
 
-Each round rests `--orders` limit orders of one account at the venue (untimed, every NEW acknowledged), then times
-from just before the kill is sent to the moment the last CANCELED report is in the engine's hands:
+Each round rests `--orders` limit orders of one account at the venue through the engine (SubmitOrder commands,
+untimed, every NEW applied), then times from just before `Engine.handle_command(HaltTrading(firm))` to the moment
+the engine has applied the last CANCELED report (no working order left in its OMS); a ResumeTrading ends the round.
+The halt goes out as one `VenueMassCancel` (the gateways support it; see docs/oms.md, "Mass cancel"):
 
-- in-process: an `InProcessGateway` over `engine.venue.Venue`; the kill is one `VenueMassCancel`, and the clock
-  stops when the gateway's inbox holds all the CANCELED reports (the venue answers synchronously);
+- in-process: an `InProcessGateway` over `engine.venue.Venue`; the venue answers synchronously, and the clock stops
+  when the engine has taken every CANCELED report (and the market data the cancels caused) from the inbox;
 - over FIX: the venue process (`python -m engine.venue`) and a `FixGateway` on 127.0.0.1; the kill is one
   OrderMassCancelRequest (35=q), the venue answers with one ExecutionReport (35=8, 150=4) per order, QuickFIX parses
-  and validates each against FIX44.xml on the gateway's thread, and the clock stops when `poll()` (the engine thread)
-  has taken the 1,000th CANCELED. Both sides persist every message in their FileStore (as in production);
+  and validates each against FIX44.xml on the gateway's thread, and the clock stops when the engine thread has
+  polled and applied the 1,000th CANCELED. Both sides persist every message in their FileStore (as in production);
   `--file-log` also writes QuickFIX's message log on both sides.
 
-This measures the venue-facing half of the kill switch (the mass cancel the gateway sends for the engine's halt);
-the engine's own HaltTrading handling is in-memory and measured by the engine benchmarks. Figures are HDR
+The engine runs without a journal (the journal's cost per report is in bench/journal.py). Figures are HDR
 histograms in microseconds, reported in milliseconds; the load average is printed because the machine is shared.
 """
 
@@ -29,38 +30,65 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hdrh.histogram import HdrHistogram
 
-from engine.enums import ExecType, OrderType, Side, TimeInForce
+from engine.clock import WallClock
+from engine.config import EngineConfig
+from engine.core import Engine
+from engine.enums import OrderStatus, OrderType, Side, TimeInForce
 from engine.gateway import InProcessGateway
 from engine.instruments import InstrumentRegistry
-from engine.protocol import VenueMassCancel, VenuePlaceOrder
+from engine.protocol import HaltTrading, ResumeTrading, Scope, SubmitOrder, VenueMassCancel
 from engine.venue import Venue
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOL = "BTCUSDT"
 ACCOUNT = "MM1"
+INSTRUMENTS = InstrumentRegistry.from_toml()
+TICK = INSTRUMENTS.get(SYMBOL).tick_size
 
 
-def orders(round_no: int, n: int) -> list[VenuePlaceOrder]:
+def orders(round_no: int, n: int) -> list[SubmitOrder]:
     # Buys below and sells above 600,000 ticks, 50 orders per level, so nothing crosses.
     return [
-        VenuePlaceOrder(
+        SubmitOrder(
+            command_id=f"k{round_no}-{i}",
+            operator="bench",
+            ts=time.time_ns(),
+            strategy_id="manual",
             client_order_id=f"k{round_no}-{i}",
-            account=ACCOUNT,
             symbol=SYMBOL,
             side=Side.BUY if i % 2 else Side.SELL,
             order_type=OrderType.LIMIT,
             time_in_force=TimeInForce.GTC,
-            price=600_000 - 1 - i // 100 if i % 2 else 600_000 + 1 + i // 100,
-            quantity=1,
+            price=(600_000 - 1 - i // 100 if i % 2 else 600_000 + 1 + i // 100) * TICK,
+            quantity=Decimal("0.001"),
         )
         for i in range(n)
     ]
+
+
+def new_engine(gateway: Any) -> Engine:
+    return Engine(EngineConfig(account=ACCOUNT, replay_ring_size=0), WallClock(), INSTRUMENTS, gateway)
+
+
+def halt(round_no: int) -> HaltTrading:
+    return HaltTrading(
+        command_id=f"halt-{round_no}", operator="bench", ts=time.time_ns(), scope=Scope.firm(), reason="bench"
+    )
+
+
+def resume(round_no: int) -> ResumeTrading:
+    return ResumeTrading(
+        command_id=f"resume-{round_no}", operator="bench", ts=time.time_ns(), scope=Scope.firm(), reason="bench"
+    )
 
 
 def histogram() -> HdrHistogram:
@@ -76,24 +104,57 @@ def summary(hist: HdrHistogram) -> dict[str, float]:
     }
 
 
-def bench_inprocess(rounds: int, n: int) -> HdrHistogram:
+class CountingGateway:
+    """Passes commands on and counts the mass cancels, so a round proves the kill went out as one."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+        self.supports_mass_cancel = gateway.supports_mass_cancel
+        self.mass_cancels = 0
+
+    def send(self, command: Any) -> None:
+        if type(command) is VenueMassCancel:
+            self.mass_cancels += 1
+        self.gateway.send(command)
+
+
+def run_rounds(
+    engine: Engine, counting: CountingGateway, pump: Callable[[], None], rounds: int, n: int
+) -> HdrHistogram:
     hist = histogram()
-    venue = Venue([SYMBOL], clock=time.time_ns)
-    gateway = InProcessGateway(venue, ACCOUNT)
+    oms = engine.oms
     for r in range(rounds):
         for cmd in orders(r, n):
-            gateway.send(cmd)
-        gateway.inbox.clear()
-        kill = VenueMassCancel(client_order_id=f"kill-{r}", account=ACCOUNT)
+            engine.handle_command(cmd)
+        while any(o.status is not OrderStatus.NEW for o in oms.working_orders()):
+            pump()
+        engine.drain()
+        before = counting.mass_cancels
         start = time.perf_counter_ns()
-        gateway.send(kill)
-        canceled = sum(1 for m in gateway.inbox if getattr(m, "exec_type", None) == ExecType.CANCELED)
+        engine.handle_command(halt(r))
+        while oms.open_order_count():
+            pump()
         elapsed = time.perf_counter_ns() - start
-        if canceled != n:
-            raise SystemExit(f"in-process round {r}: {canceled} of {n} orders canceled")
-        gateway.inbox.clear()
+        if counting.mass_cancels != before + 1:
+            raise SystemExit(f"round {r}: the kill did not go out as one mass cancel")
+        engine.handle_command(resume(r))
+        engine.drain()
         hist.record_value(max(1, elapsed // 1000))
     return hist
+
+
+def bench_inprocess(rounds: int, n: int) -> HdrHistogram:
+    venue = Venue([SYMBOL], clock=time.time_ns)
+    gateway = InProcessGateway(venue, ACCOUNT)
+    counting = CountingGateway(gateway)
+    engine = new_engine(counting)
+    inbox = gateway.inbox
+
+    def pump() -> None:
+        while inbox:
+            engine.handle_venue_message(inbox.popleft())
+
+    return run_rounds(engine, counting, pump, rounds, n)
 
 
 def _wait_line(proc: subprocess.Popen, prefix: str, timeout: float) -> str:
@@ -111,7 +172,6 @@ def bench_fix(rounds: int, n: int, file_log: bool) -> HdrHistogram:
     from engine.fix.initiator import FixGateway
     from engine.fix.settings import FixSessionConfig
 
-    instruments = InstrumentRegistry.from_toml()
     var = Path(tempfile.mkdtemp(prefix="kill-bench-"))
     with socket_port() as port:
         pass
@@ -125,7 +185,6 @@ def bench_fix(rounds: int, n: int, file_log: bool) -> HdrHistogram:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
-    hist = histogram()
     gateway = None
     try:
         _wait_line(venue, "VENUE READY", 60)
@@ -137,30 +196,23 @@ def bench_fix(rounds: int, n: int, file_log: bool) -> HdrHistogram:
             port=port,
             file_log=file_log,
         )
-        gateway = FixGateway(config, instruments, var_dir=var / "engine", wake=woken.set)
+        gateway = FixGateway(config, INSTRUMENTS, var_dir=var / "engine", wake=woken.set)
         gateway.start()
         if not gateway.wait_connected(60):
             raise SystemExit("the gateway did not log on")
+        counting = CountingGateway(gateway)
+        engine = new_engine(counting)
+        deadline = [time.monotonic() + 600]
 
-        def take(count_type: ExecType, n: int, timeout: float = 120) -> None:
-            got = 0
-            deadline = time.monotonic() + timeout
-            while got < n:
-                woken.wait(0.01)
-                woken.clear()
-                got += sum(1 for m in gateway.poll() if getattr(m, "exec_type", None) == count_type)
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"only {got} of {n} {count_type.name} reports")
+        def pump() -> None:
+            woken.wait(0.01)
+            woken.clear()
+            for msg in gateway.poll():
+                engine.handle_venue_message(msg)
+            if time.monotonic() > deadline[0]:
+                raise SystemExit("the venue stopped answering")
 
-        for r in range(rounds):
-            for cmd in orders(r, n):
-                gateway.send(cmd)
-            take(ExecType.NEW, n)
-            start = time.perf_counter_ns()
-            gateway.send(VenueMassCancel(client_order_id=f"kill-{r}", account=ACCOUNT))
-            take(ExecType.CANCELED, n)
-            elapsed = time.perf_counter_ns() - start
-            hist.record_value(max(1, elapsed // 1000))
+        return run_rounds(engine, counting, pump, rounds, n)
     finally:
         if gateway is not None:
             gateway.stop()
@@ -171,7 +223,6 @@ def bench_fix(rounds: int, n: int, file_log: bool) -> HdrHistogram:
             venue.kill()
             venue.wait(30)
         shutil.rmtree(var, ignore_errors=True)
-    return hist
 
 
 class socket_port:
@@ -196,9 +247,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}", file=sys.stderr)
     inprocess = summary(bench_inprocess(args.rounds, args.orders))
-    print(f"in-process mass cancel of {args.orders}: {inprocess}", file=sys.stderr)
+    print(f"in-process kill of {args.orders} through the engine: {inprocess}", file=sys.stderr)
     over_fix = summary(bench_fix(args.rounds, args.orders, args.file_log))
-    print(f"FIX mass cancel of {args.orders} (file log {args.file_log}): {over_fix}", file=sys.stderr)
+    print(f"FIX kill of {args.orders} through the engine (file log {args.file_log}): {over_fix}", file=sys.stderr)
     print(f"load average: {os.getloadavg()}", file=sys.stderr)
     print(json.dumps({"kill_1000_inprocess_ms": inprocess["p50_ms"], "kill_1000_fix_ms": over_fix["p50_ms"]}))
 

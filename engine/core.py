@@ -700,15 +700,32 @@ class Engine:
         self._send(msg)
 
     def _cancel_scope(self, scope: Scope) -> None:
+        """Cancel every working order in `scope`. A firm or instrument scope goes out as one venue mass cancel when
+        the gateway can send one (`supports_mass_cancel`); a strategy scope never does, since the venue cancels by
+        account and other strategies share it. The gateway is asked on every call, and replay asks the same
+        gateway (`Engine.recover` is given the live one), so the OMS issues the same ids on replay."""
         kind = scope.kind
-        if kind == ScopeKind.FIRM:
-            cancels = self._oms.cancel_all()
-        elif kind == ScopeKind.STRATEGY:
+        if kind == ScopeKind.STRATEGY:
             cancels = self._oms.cancel_all(strategy_id=scope.name)
+        elif getattr(self.gateway, "supports_mass_cancel", False):
+            self._mass_cancel(None if kind == ScopeKind.FIRM else scope.name)
+            return
+        elif kind == ScopeKind.FIRM:
+            cancels = self._oms.cancel_all()
         else:
             cancels = self._oms.cancel_all(symbol=scope.name)
         for msg in cancels:
             self._send_cancel(msg)
+
+    def _mass_cancel(self, symbol: str | None) -> None:
+        mass, cancels = self._oms.request_mass_cancel(symbol=symbol)
+        # The individual cancels (orders the venue may not know yet) first: on one ordered session the venue then
+        # has each of them before the mass cancel, which finds only the rest.
+        for msg in cancels:
+            self._send_cancel(msg)
+        if mass is not None:
+            self._risk.on_message_sent(self._time._now, symbol=symbol)  # one message, whatever it cancels
+            self._send(mass)
 
     def _on_state_changed(self, event: TradingStateChanged) -> None:
         self._emit(event)
@@ -890,7 +907,8 @@ class Engine:
             elif kind is CancelRejected:
                 if event.code == VENUE_UNKNOWN_ORDER:
                     self._query_if_live(event.orig_client_order_id)
-                # A cancel chained on a replace the venue refused finds nothing: re-issue the halt's cancels.
+                # A cancel chained on a replace the venue refused finds nothing, a refused mass cancel nothing at
+                # all: re-issue the halt's cancels (one by one: a strategy scope never mass cancels).
                 if self._states.state_for(event.strategy_id, event.symbol) is TradingState.HALTED:
                     self._cancel_scope(Scope.strategy(event.strategy_id))
 
@@ -1215,16 +1233,23 @@ class Engine:
 
 
 def replay_events_from_journal(
-    config: EngineConfig, instruments: InstrumentRegistry, journal_path: Path | str, from_seq: int
+    config: EngineConfig,
+    instruments: InstrumentRegistry,
+    journal_path: Path | str,
+    from_seq: int,
+    *,
+    supports_mass_cancel: bool = False,
 ) -> list[EventEnvelope]:
     """Regenerate outbound events with seq >= `from_seq` by replaying the whole journal into a fresh engine with no
-    gateway (issue 5's RequestReplay for events older than the ring). Slow; for reconnects, not the hot path."""
+    gateway (issue 5's RequestReplay for events older than the ring). Slow; for reconnects, not the hot path.
+    `supports_mass_cancel` must be the live gateway's: it decides how a halt cancels, hence the ids that follow."""
     from engine.gateway import NullGateway
 
     codec = Codec(instruments)
     first = next(read_journal(journal_path, codec), None)
     start_ns = first.ts if first is not None and first.kind == RecordKind.START else 0
-    engine = Engine(config, FakeClock(start_ns), instruments, NullGateway(), start_ns=start_ns)
+    gateway = NullGateway(supports_mass_cancel=supports_mass_cancel)
+    engine = Engine(config, FakeClock(start_ns), instruments, gateway, start_ns=start_ns)
     engine._replaying = True
     out: list[EventEnvelope] = []
     for record in read_journal(journal_path, codec):

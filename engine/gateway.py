@@ -26,11 +26,13 @@ class Gateway(Protocol):
 class NullGateway:
     """Drops every command (recovery without a venue, the tick-to-quote benchmark). Keeps a count and the last."""
 
-    __slots__ = ("last", "sent")
+    __slots__ = ("last", "sent", "supports_mass_cancel")
 
-    def __init__(self) -> None:
+    def __init__(self, *, supports_mass_cancel: bool = False) -> None:
         self.sent = 0
         self.last: Any = None
+        # Recovery and event replay must cancel the way the live gateway did (see `Engine._cancel_scope`).
+        self.supports_mass_cancel = supports_mass_cancel
 
     def send(self, command: Any) -> None:
         self.sent += 1
@@ -43,16 +45,28 @@ class InProcessGateway:
     Only what our session would see is queued: execution reports of `account` and all market data. Messages about
     other accounts (the background flow's orders our order traded with) go to `observer`, so a `PoissonFlow` can keep
     its open-order book right (`observer=flow.observe`).
+
+    `supports_mass_cancel`: `engine.venue.Venue` handles `VenueMassCancel` (one CANCELED report per order, naming
+    the mass cancel's id and the order's as orig), so the kill switch of a firm or instrument scope sends one;
+    pass False for a venue double that does not.
     """
 
-    __slots__ = ("account", "inbox", "observer", "sent", "venue")
+    __slots__ = ("account", "inbox", "observer", "sent", "supports_mass_cancel", "venue")
 
-    def __init__(self, venue: Any, account: str, *, observer: Callable[[list], None] | None = None) -> None:
+    def __init__(
+        self,
+        venue: Any,
+        account: str,
+        *,
+        observer: Callable[[list], None] | None = None,
+        supports_mass_cancel: bool = True,
+    ) -> None:
         self.venue = venue
         self.account = account
         self.observer = observer
         self.inbox: deque = deque()
         self.sent = 0
+        self.supports_mass_cancel = supports_mass_cancel
 
     def send(self, command: Any) -> None:
         self.sent += 1

@@ -40,6 +40,7 @@ from engine.protocol import (
     OrderReplaced,
     OrderSummary,
     VenueCancelOrder,
+    VenueMassCancel,
     VenuePlaceOrder,
     VenueQueryOrder,
     VenueReplaceOrder,
@@ -100,6 +101,10 @@ _TERMINAL = TERMINAL_STATUSES
 _ZERO = Decimal(0)
 
 _MARKET_TYPE = OrderType.MARKET
+_CANCEL_REJECTED = ExecType.CANCEL_REJECTED
+
+MASS_CANCEL_ID_PREFIX = "MASS"
+"""Mass cancel ids are `"MASS-{n}"` from the same counter as every other id (so a replay regenerates them)."""
 
 FeeModel = Callable[["Order", int, int, bool], Decimal]
 """(order, last_price ticks, last_quantity lots, is_maker) -> commission in money, for `OrderFilled.commission`."""
@@ -527,6 +532,42 @@ class Oms:
             out.append(self.request_cancel(order.origin_client_order_id))
         return out
 
+    def request_mass_cancel(
+        self, *, symbol: str | None = None
+    ) -> tuple[VenueMassCancel | None, list[VenueCancelOrder]]:
+        """Cancel every live order of the account (on `symbol`, or on every symbol when None) with one venue mass
+        cancel, for the kill switch of a firm or instrument scope. Never for a strategy scope: the venue cancels by
+        account, and other strategies share it. Call only when the gateway can send a `VenueMassCancel`.
+
+        Returns (the mass cancel, or None when no order in scope needs it; individual cancels to send *before* it).
+        Orders already being canceled are skipped, as in `cancel_all`. Orders the venue acknowledged go
+        PENDING_CANCEL with `pending_cancel_id` = the mass cancel's id, which maps to no single order: the venue
+        answers with one CANCELED report per order, naming the mass cancel's id and the order's id as orig, and
+        `on_execution_report` finds the order by the orig. A PENDING_NEW order gets an individual cancel instead:
+        its place may not have reached the venue yet, and a mass cancel that arrives first would miss it for good
+        (an individual cancel the venue refuses comes back as a `CancelRejected`, which a halted scope re-issues).
+        A fill racing the mass cancel is booked as usual; an order it fully fills gets no CANCELED."""
+        covered: list[Order] = []
+        cancels: list[VenueCancelOrder] = []
+        for order in list(self._working.values()):
+            if order.pending_cancel_id or (symbol is not None and order.symbol != symbol):
+                continue
+            if order.base_status is _PENDING_NEW:
+                cancels.append(self.request_cancel(order.origin_client_order_id))
+            else:
+                covered.append(order)
+        if not covered:
+            return None, cancels
+        now = self._clock.now()
+        mass_id = self.next_client_order_id(MASS_CANCEL_ID_PREFIX)
+        msg = VenueMassCancel(client_order_id=mass_id, account=self._account, symbol=symbol or "", ts=now)
+        for order in covered:
+            # Not an alias: one id for many orders cannot go in `_by_id`; the reports name each order as orig.
+            order.pending_cancel_id = mass_id
+            order.status = _PENDING_CANCEL
+            order.updated_ns = now
+        return msg, cancels
+
     def query_message(self, client_order_id: str) -> VenueQueryOrder:
         """A status query for an order (any of its ids), under the id the venue knows it by. Feed the ORDER_STATUS
         answer to `on_execution_report` (or `reconcile`). Worth sending when a cancel or replace of a live order is
@@ -619,6 +660,8 @@ class Oms:
             orig = report.orig_client_order_id
             order = by_id.get(orig) if orig else None
             if order is None:
+                if report.exec_type == _CANCEL_REJECTED:
+                    return self._on_mass_cancel_rejected(report)
                 return self._anomaly(OmsCode.UNKNOWN_ORDER)
         if report.symbol != order.symbol:
             return self._anomaly(OmsCode.SYMBOL_MISMATCH)
@@ -736,6 +779,35 @@ class Oms:
                 venue_ts=r.ts,
             )
         ]
+
+    def _on_mass_cancel_rejected(self, r: ExecutionReport) -> list:
+        """The venue refused a whole mass cancel (it names no order): every order still waiting on it goes back to
+        its venue status, each with a `CancelRejected` naming the mass cancel, so a halted scope re-issues
+        individual cancels. A reject naming no request of ours is an unknown order."""
+        request_id = r.client_order_id
+        code = r.reason_code or OmsCode.VENUE_REJECTED
+        now = self._clock.now()
+        events: list = []
+        for order in self._working.values():
+            if order.pending_cancel_id != request_id:
+                continue
+            order.pending_cancel_id = ""
+            self._restore_status(order)
+            order.updated_ns = now
+            events.append(
+                CancelRejected(
+                    strategy_id=order.strategy_id,
+                    client_order_id=request_id,
+                    orig_client_order_id=order.client_order_id,
+                    symbol=order.symbol,
+                    code=code,
+                    reason=r.text,
+                    venue_ts=r.ts,
+                )
+            )
+        if not events:
+            return self._anomaly(OmsCode.UNKNOWN_ORDER)
+        return events
 
     def _reconcile(self, order: Order, r: ExecutionReport) -> list:
         events: list = []
@@ -1119,4 +1191,15 @@ class Oms:
 
 _NO_SIDES: dict[str, WorkingSide] = {}
 
-__all__ = ["TERMINAL_STATUSES", "FeeModel", "Oms", "OmsCode", "OmsError", "Order", "RiskView", "Tally", "WorkingSide"]
+__all__ = [
+    "MASS_CANCEL_ID_PREFIX",
+    "TERMINAL_STATUSES",
+    "FeeModel",
+    "Oms",
+    "OmsCode",
+    "OmsError",
+    "Order",
+    "RiskView",
+    "Tally",
+    "WorkingSide",
+]

@@ -47,7 +47,9 @@ from engine.protocol import (
     SubmitOrder,
     TradingStateChanged,
     UpdateStrategyParams,
+    VenueCancelOrder,
     VenueCommandRejected,
+    VenueMassCancel,
     VenuePlaceOrder,
     VenueQueryOrder,
     VenueRequestSnapshot,
@@ -59,11 +61,27 @@ SYMBOL = rs.SYMBOL
 START = rs.START_NS
 
 
+class RecordingGateway(InProcessGateway):
+    """The in-process gateway over a real `Venue`, keeping every command the engine sends."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self, venue: Venue, account: str, *, supports_mass_cancel: bool = True) -> None:
+        super().__init__(venue, account, supports_mass_cancel=supports_mass_cancel)
+        self.commands: list = []
+
+    def send(self, command) -> None:
+        self.commands.append(command)
+        super().send(command)
+
+
 class Harness:
-    def __init__(self, tmp_path=None, *, ring: int = 100_000, autostart: bool = False) -> None:
+    def __init__(
+        self, tmp_path=None, *, ring: int = 100_000, autostart: bool = False, supports_mass_cancel: bool = True
+    ) -> None:
         self.clock = FakeClock(START)
         self.venue = Venue([SYMBOL], clock=self.clock.now)
-        self.gateway = InProcessGateway(self.venue, "MM1")
+        self.gateway = RecordingGateway(self.venue, "MM1", supports_mass_cancel=supports_mass_cancel)
         self.journal = None
         if tmp_path is not None:
             self.journal = Journal(tmp_path / "j", Codec(rs.INSTRUMENTS), policy=FsyncPolicy.NEVER)
@@ -229,6 +247,106 @@ def test_halting_a_strategy_cancels_its_working_orders_at_once_and_leaves_others
     assert type(h.events()[0]) is TradingStateChanged
     assert sorted(e.client_order_id for e in h.events(OrderCanceled)) == ["a1", "a2"]
     assert [o.client_order_id for o in h.venue.open_orders("MM1")] == ["b1"]
+
+
+def _working_orders_of_two_strategies(h: Harness) -> None:
+    _submit(h, "a1", Side.BUY, "99.00", "0.001", strategy_id="alpha")
+    _submit(h, "a2", Side.SELL, "101.00", "0.001", strategy_id="alpha")
+    _submit(h, "b1", Side.BUY, "98.00", "0.001", strategy_id="beta")
+    h.pump()
+    h.engine.drain()
+    h.gateway.commands.clear()
+
+
+def test_a_firm_halt_cancels_every_working_order_with_one_mass_cancel_counted_once_in_the_message_window():
+    h = Harness()
+    _working_orders_of_two_strategies(h)
+    before = h.engine.risk.snapshot()
+
+    h.cmd(HaltTrading, scope=Scope.firm(), reason="kill")
+    h.pump()
+
+    [mass] = h.gateway.commands
+    assert (type(mass), mass.account, mass.symbol) == (VenueMassCancel, "MM1", "")
+    assert sorted(e.client_order_id for e in h.events(OrderCanceled)) == ["a1", "a2", "b1"]
+    assert h.venue.open_orders("MM1") == [] and h.engine.oms.working_orders() == []
+    assert len(h.engine.risk.snapshot()["firm_windows"][1]) == len(before["firm_windows"][1]) + 1
+    assert h.engine.oms.anomalies == {}
+
+
+def test_an_instrument_halt_mass_cancels_only_that_symbol():
+    h = Harness()
+    _working_orders_of_two_strategies(h)
+
+    h.cmd(HaltTrading, scope=Scope.instrument(SYMBOL), reason="kill")
+    h.pump()
+
+    assert [(type(c), c.symbol) for c in h.gateway.commands] == [(VenueMassCancel, SYMBOL)]
+    assert h.venue.open_orders("MM1") == []
+
+
+def test_a_strategy_halt_never_mass_cancels_since_other_strategies_share_the_account():
+    h = Harness()
+    _working_orders_of_two_strategies(h)
+
+    h.cmd(HaltTrading, scope=Scope.strategy("alpha"), reason="runaway")
+    h.pump()
+
+    assert [(type(c), c.orig_client_order_id) for c in h.gateway.commands] == [
+        (VenueCancelOrder, "a1"),
+        (VenueCancelOrder, "a2"),
+    ]
+    assert [o.client_order_id for o in h.venue.open_orders("MM1")] == ["b1"]
+
+
+def test_a_gateway_without_mass_cancel_gets_one_cancel_per_order_on_a_firm_halt():
+    h = Harness(supports_mass_cancel=False)
+    _working_orders_of_two_strategies(h)
+
+    h.cmd(HaltTrading, scope=Scope.firm(), reason="kill")
+    h.pump()
+
+    assert [type(c) for c in h.gateway.commands] == [VenueCancelOrder] * 3
+    assert h.venue.open_orders("MM1") == []
+
+
+def test_an_order_not_yet_acknowledged_at_the_halt_gets_its_own_cancel_ahead_of_the_mass_cancel():
+    h = Harness()
+    _working_orders_of_two_strategies(h)
+    _submit(h, "a3", Side.BUY, "97.00", "0.001", strategy_id="alpha")  # its NEW is still in the inbox
+    h.gateway.commands.clear()
+
+    h.cmd(HaltTrading, scope=Scope.firm(), reason="kill")
+    h.pump()
+
+    assert [(type(c), getattr(c, "orig_client_order_id", "")) for c in h.gateway.commands] == [
+        (VenueCancelOrder, "a3"),
+        (VenueMassCancel, ""),
+    ]
+    assert sorted(e.client_order_id for e in h.events(OrderCanceled)) == ["a1", "a2", "a3", "b1"]
+    assert h.engine.oms.working_orders() == [] and h.engine.oms.anomalies == {}
+
+
+def test_an_engine_that_halted_with_a_mass_cancel_recovers_and_replays_its_events_identically(tmp_path):
+    h = Harness(tmp_path)
+    _working_orders_of_two_strategies(h)
+    h.cmd(HaltTrading, scope=Scope.firm(), reason="kill")
+    h.pump()
+    h.cmd(ResumeTrading, scope=Scope.firm(), reason="checked")
+    _submit(h, "a4", Side.BUY, "99.00", "0.001", strategy_id="alpha")
+    h.pump()
+    published = h.engine.drain()
+
+    recovered = Engine.recover(
+        h.config, FakeClock(START), rs.INSTRUMENTS, NullGateway(supports_mass_cancel=True), tmp_path / "j"
+    )
+    from_seq = published[0].seq  # the halt's TradingStateChanged
+    regenerated = replay_events_from_journal(
+        h.config, rs.INSTRUMENTS, tmp_path / "j", from_seq, supports_mass_cancel=True
+    )
+
+    assert recovered.state_hash() == h.engine.state_hash()
+    assert regenerated == published
 
 
 def test_a_halted_scope_denies_new_orders_but_allows_cancels_and_latches_until_resumed():

@@ -3,7 +3,8 @@
 Orders filled, canceled, replaced, mass-canceled and queried over FIX; the venue SIGKILLed and restarted mid-session
 (the gateway reconnects, sequence numbers carry on from the persistent stores, `on_reconnect` runs on the polling
 thread and the status of every working order is asked and answered); the gateway itself restarted while the venue
-canceled its orders (the reports reach it by resend, once).
+canceled its orders (the reports reach it by resend, once); the engine's firm kill switch as one
+OrderMassCancelRequest.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from engine.fix.settings import FixSessionConfig
 from engine.instruments import InstrumentRegistry
 from engine.protocol import (
     CommandAccepted,
+    HaltTrading,
+    Scope,
     SubmitOrder,
     VenueCancelOrder,
     VenueCommandRejected,
@@ -286,6 +289,68 @@ def test_the_engine_reconciles_its_working_orders_over_fix_after_the_venue_is_ki
         venue.kill()
         if restarted is not None:
             restarted.kill()
+
+
+class RecordingGateway:
+    """The FIX gateway as the engine sees it, keeping what the engine sends."""
+
+    def __init__(self, gw: FixGateway) -> None:
+        self.gw = gw
+        self.supports_mass_cancel = gw.supports_mass_cancel
+        self.commands: list = []
+
+    def send(self, command) -> None:
+        self.commands.append(command)
+        self.gw.send(command)
+
+
+def test_a_firm_halt_over_fix_sends_one_order_mass_cancel_request_and_every_working_order_ends_canceled(tmp_path):
+    with VenueProcess(tmp_path) as venue:
+        gw = connected(make_gateway(venue.port, tmp_path / "engine"))
+        recording = RecordingGateway(gw)
+        engine = Engine(EngineConfig(account="MM1"), WallClock(), INSTRUMENTS, recording)
+
+        def pump_until(condition) -> None:
+            def step():
+                for msg in gw.poll():
+                    engine.handle_venue_message(msg)
+                return condition()
+
+            wait_for(step)
+
+        try:
+            for i in range(6):
+                engine.handle_command(
+                    SubmitOrder(
+                        command_id=f"k{i}",
+                        operator="bob",
+                        ts=time.time_ns(),
+                        strategy_id="alpha" if i % 2 else "beta",
+                        client_order_id=f"e-{i}",
+                        symbol="BTCUSDT",
+                        side=Side.BUY,
+                        order_type=OrderType.LIMIT,
+                        time_in_force=TimeInForce.GTC,
+                        price=Decimal(59_000 - i),
+                        quantity=Decimal("0.005"),
+                    )
+                )
+            pump_until(lambda: all(o.status == OrderStatus.NEW for o in engine.oms.working_orders()))
+            recording.commands.clear()
+
+            reply = engine.handle_command(
+                HaltTrading(command_id="kill", operator="bob", ts=time.time_ns(), scope=Scope.firm(), reason="drill")
+            )
+            pump_until(lambda: not engine.oms.working_orders() and gw.mass_cancel_reports)
+
+            [mass] = recording.commands
+            assert type(reply) is CommandAccepted
+            assert (type(mass), mass.symbol) == (VenueMassCancel, "")
+            assert list(gw.mass_cancel_reports) == [(mass.client_order_id, 6)]
+            assert [engine.oms.get(f"e-{i}").status for i in range(6)] == [OrderStatus.CANCELED] * 6
+            assert engine.oms.anomalies == {}
+        finally:
+            gw.stop()
 
 
 def test_while_the_venue_stays_away_the_gateway_backs_off_and_still_logs_on_when_it_comes_back(tmp_path):

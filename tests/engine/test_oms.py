@@ -25,6 +25,7 @@ from engine.protocol import (
     OrderReplaced,
     ProtocolError,
     VenueCancelOrder,
+    VenueMassCancel,
     VenuePlaceOrder,
     VenueQueryOrder,
     VenueReplaceOrder,
@@ -624,6 +625,168 @@ def test_cancel_all_by_symbol_leaves_other_symbols_alone():
     assert (btc.status, eth.status) == (S.PENDING_NEW, S.PENDING_CANCEL)
 
 
+def mass_canceled(order):
+    """What the venue sends for each order a mass cancel took: the mass cancel's id, the order's id as orig."""
+    return report(
+        order,
+        ExecType.CANCELED,
+        S.CANCELED,
+        client_order_id=order.pending_cancel_id,
+        orig_client_order_id=order.client_order_id,
+        leaves_quantity=0,
+        reason_code="MASS_CANCEL",
+    )
+
+
+def mass_cancel_rejected(oms: Oms, mass_id: str) -> ExecutionReport:
+    """The venue refusing a whole mass cancel (of one symbol: a report must name one): it names the request only."""
+    order = next(o for o in oms.working_orders() if o.pending_cancel_id == mass_id)
+    return report(
+        order,
+        ExecType.CANCEL_REJECTED,
+        S.REJECTED,
+        client_order_id=mass_id,
+        orig_client_order_id="",
+        reason_code="DUPLICATE_CLIENT_ORDER_ID",
+    )
+
+
+def eth_order(oms: Oms, strategy_id: str = "mm") -> Order:
+    return oms.new_order(
+        strategy_id=strategy_id,
+        client_order_id=oms.next_client_order_id(strategy_id),
+        symbol="ETHUSDT",
+        side=Side.SELL,
+        order_type=OrderType.LIMIT,
+        time_in_force=TimeInForce.GTC,
+        price=10,
+        quantity=1,
+    )
+
+
+def test_a_mass_cancel_puts_every_acknowledged_order_in_flight_under_one_id_from_the_counter():
+    oms = make_oms()
+    a = submit(oms, strategy_id="a")
+    b = submit(oms, strategy_id="b")
+    oms.on_execution_report(ack(a))
+    oms.on_execution_report(ack(b))
+
+    mass, cancels = oms.request_mass_cancel()
+
+    assert mass == VenueMassCancel(client_order_id="MASS-3", account=ACCOUNT, symbol="", ts=1_000)
+    assert cancels == []
+    assert [(o.status, o.pending_cancel_id) for o in (a, b)] == [(S.PENDING_CANCEL, "MASS-3")] * 2
+    assert oms.get("MASS-3") is None  # one id for many orders is no order's alias
+    assert oms.next_client_order_id("a") == "a-4"
+
+
+def test_a_mass_cancel_by_symbol_leaves_other_symbols_and_orders_already_being_canceled_alone():
+    oms = make_oms()
+    btc = submit(oms)
+    eth = eth_order(oms)
+    eth_canceling = eth_order(oms)
+    for order in (btc, eth, eth_canceling):
+        oms.on_execution_report(ack(order))
+    single = oms.request_cancel(eth_canceling.client_order_id)
+
+    mass, cancels = oms.request_mass_cancel(symbol="ETHUSDT")
+
+    assert (mass.symbol, cancels) == ("ETHUSDT", [])
+    assert (btc.status, btc.pending_cancel_id) == (S.NEW, "")
+    assert eth.pending_cancel_id == mass.client_order_id
+    assert eth_canceling.pending_cancel_id == single.client_order_id
+
+
+def test_an_order_the_venue_may_not_know_yet_gets_its_own_cancel_and_no_mass_cancel_goes_for_it_alone():
+    oms = make_oms()
+    in_flight = submit(oms)
+
+    mass, cancels = oms.request_mass_cancel()
+
+    assert mass is None
+    assert [m.orig_client_order_id for m in cancels] == [in_flight.client_order_id]
+    assert in_flight.pending_cancel_id == cancels[0].client_order_id
+
+
+def test_the_venue_cancels_every_order_of_a_mass_cancel_and_each_report_finds_its_order():
+    clock = FakeClock(1)
+    venue = Venue([SYM], clock=clock.now)
+    oms = Oms(clock, ACCOUNT)
+
+    def route(msgs: list) -> list:
+        return [e for m in msgs if isinstance(m, ExecutionReport) for e in oms.on_execution_report(m)]
+
+    orders = [submit(oms, side=side, price=price) for side, price in ((Side.BUY, 99), (Side.SELL, 101))]
+    for order in orders:
+        route(venue.handle(oms.place_message(order)))
+    route(venue.handle(oms.request_replace(orders[1].client_order_id, 102, 10)))  # known by the replace's id now
+    in_flight = submit(oms, price=98)  # its place is not sent yet
+
+    mass, cancels = oms.request_mass_cancel()
+    events = route(venue.handle(oms.place_message(in_flight)))
+    events += route(venue.handle(cancels[0]))
+    events += route(venue.handle(mass))
+
+    assert [type(e) for e in events] == [OrderAccepted, OrderCanceled, OrderCanceled, OrderCanceled]
+    assert [e.code for e in events[2:]] == ["MASS_CANCEL", "MASS_CANCEL"]
+    assert oms.working_orders() == [] and venue.open_orders(ACCOUNT) == []
+    assert oms.anomalies == {}
+
+
+def test_a_fill_racing_a_mass_cancel_is_booked_and_the_rest_of_the_order_is_canceled():
+    oms, order = start("NEW")
+    filled = submit(oms)
+    oms.on_execution_report(ack(filled))
+    oms.request_mass_cancel()
+
+    fill_events = oms.on_execution_report(partial_fill(order))
+    oms.on_execution_report(full_fill(filled))
+    cancel_events = oms.on_execution_report(mass_canceled(order))
+
+    assert [type(e) for e in fill_events] == [OrderFilled]
+    assert [type(e) for e in cancel_events] == [OrderCanceled]
+    assert cancel_events[0].canceled_quantity == 6
+    assert (order.status, order.cum_quantity, filled.status) == (S.CANCELED, 4, S.FILLED)
+
+
+def test_a_refused_mass_cancel_puts_each_order_back_with_a_cancel_reject_naming_the_mass_cancel():
+    oms = make_oms()
+    a = submit(oms, strategy_id="a")
+    b = submit(oms, strategy_id="b")
+    oms.on_execution_report(ack(a))
+    oms.on_execution_report(ack(b))
+    mass, _ = oms.request_mass_cancel(symbol=SYM)
+
+    events = oms.on_execution_report(mass_cancel_rejected(oms, mass.client_order_id))
+
+    assert [(type(e), e.strategy_id, e.client_order_id, e.orig_client_order_id) for e in events] == [
+        (CancelRejected, "a", mass.client_order_id, a.client_order_id),
+        (CancelRejected, "b", mass.client_order_id, b.client_order_id),
+    ]
+    assert [(o.status, o.pending_cancel_id) for o in (a, b)] == [(S.NEW, "")] * 2
+    assert [m.orig_client_order_id for m in oms.cancel_all()] == [a.client_order_id, b.client_order_id]
+
+
+def test_a_mass_cancel_survives_a_snapshot_and_a_replay_issues_the_same_ids():
+    def run() -> tuple[Oms, Order]:
+        oms = make_oms()
+        order = submit(oms)
+        oms.on_execution_report(ack(order))
+        oms.request_mass_cancel()
+        return oms, order
+
+    live, order = run()
+    replayed, _ = run()
+    restored = make_oms()
+    restored.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(live.snapshot())))
+
+    events = restored.on_execution_report(mass_canceled(order))
+
+    same = ("next_id", "working")  # the exec ids differ: the report builder numbers them globally
+    assert [replayed.snapshot()[k] for k in same] == [live.snapshot()[k] for k in same]
+    assert [type(e) for e in events] == [OrderCanceled]
+
+
 def test_a_denied_order_is_forgotten_and_a_sent_one_cannot_be_denied():
     oms = make_oms()
     denied = submit(oms)
@@ -908,7 +1071,7 @@ def test_no_sequence_of_venue_reports_raises_or_breaks_an_order_invariant(steps)
 
 VENUE_ACTIONS = st.lists(
     st.tuples(
-        st.sampled_from(["new", "new", "cancel", "replace", "cross", "query", "cancel_all"]),
+        st.sampled_from(["new", "new", "cancel", "replace", "cross", "query", "cancel_all", "mass_cancel"]),
         st.sampled_from([Side.BUY, Side.SELL]),
         st.integers(95, 105),
         st.integers(1, 5),
@@ -962,6 +1125,10 @@ def test_the_oms_agrees_with_the_venue_after_any_sequence_of_requests_and_fills(
             route(venue.handle(oms.query_message(target.origin_client_order_id)))
         elif kind == "cancel_all":
             for msg in oms.cancel_all():
+                route(venue.handle(msg))
+        elif kind == "mass_cancel":
+            mass, cancels = oms.request_mass_cancel(symbol=SYM if pick % 2 else None)
+            for msg in [*cancels, *([mass] if mass is not None else [])]:
                 route(venue.handle(msg))
         assert_counters_match_a_recount(oms)
 
@@ -1089,6 +1256,9 @@ COUNTER_STEPS = st.lists(
                 "replace",
                 "replaced",
                 "cancel_rejected",
+                "mass_cancel",
+                "mass_canceled",
+                "mass_rejected",
                 "rejected",
                 "expired",
                 "status",
@@ -1163,6 +1333,12 @@ def test_after_any_sequence_of_operations_the_risk_counters_equal_a_recount(step
             oms.on_execution_report(replaced(target))
         elif kind == "cancel_rejected" and (target.pending_cancel_id or target.pending_replace_id):
             oms.on_execution_report(cancel_rejected(target))
+        elif kind == "mass_cancel":
+            oms.request_mass_cancel(symbol=symbol if pick % 2 else None)
+        elif kind == "mass_canceled" and target.pending_cancel_id.startswith("MASS-"):
+            oms.on_execution_report(mass_canceled(target))
+        elif kind == "mass_rejected" and target.pending_cancel_id.startswith("MASS-"):
+            oms.on_execution_report(mass_cancel_rejected(oms, target.pending_cancel_id))
         elif kind == "rejected":
             oms.on_execution_report(rejected(target))
         elif kind == "expired":
