@@ -61,8 +61,11 @@ def build(config: ServerConfig, context: zmq.Context) -> tuple[EngineLoop, objec
         snapshot_dir=config.snapshot_dir,
         policy=policy,
     )
+    # Replay must choose mass cancel vs per-order cancels exactly as the live run did, or the ids issued after a
+    # halt (and so the events) differ from the ones published.
+    mass_cancel = getattr(venue.gateway, "supports_mass_cancel", False)
     engine.replay_source = lambda from_seq: replay_events_from_journal(
-        config.engine, config.instruments, config.journal_path, from_seq
+        config.engine, config.instruments, config.journal_path, from_seq, supports_mass_cancel=mass_cancel
     )
     log.info(
         "recovered: journal seq %d, event seq %d, %d working orders, state %s",

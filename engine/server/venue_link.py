@@ -183,13 +183,15 @@ class ZmqVenueLink:
 class _SplitGateway:
     """Snapshot requests to the venue's snapshot socket, everything else to the FIX session."""
 
-    __slots__ = ("codec", "fix", "sent", "snapshots")
+    __slots__ = ("codec", "fix", "sent", "snapshots", "supports_mass_cancel")
 
     def __init__(self, fix_gateway: Any, snapshots: zmq.Socket, codec: Codec) -> None:
         self.fix = fix_gateway
         self.snapshots = snapshots
         self.codec = codec
         self.sent = 0
+        # The kill switch sends one OrderMassCancelRequest when the FIX venue takes it.
+        self.supports_mass_cancel = getattr(fix_gateway, "supports_mass_cancel", False)
 
     def send(self, command: Any) -> None:
         self.sent += 1

@@ -400,6 +400,14 @@ class Venue:
             reason = Reason.UNKNOWN_SYMBOL
         elif client_order_id in self._used_ids.get(account, ()):
             reason = Reason.DUPLICATE_CLIENT_ORDER_ID
+        if reason and not symbol:
+            # An ExecutionReport must name a symbol; an all-symbols mass cancel has none, so it is refused with the
+            # message made for commands a report cannot describe (building the report would raise instead).
+            return [
+                self._command_reject(
+                    "VenueMassCancel", reason, f"mass cancel refused: {reason}", ts, client_order_id=client_order_id
+                )
+            ]
         if reason:
             return [
                 self._cancel_reject(

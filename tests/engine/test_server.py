@@ -454,10 +454,12 @@ def test_the_engine_beats_on_its_own_topic_and_halts_when_the_console_stops_beat
         client.wait_ready()
         beat = client.request(Heartbeat(command_id=client.next_id(), operator="console", ts=0, last_seq=0))
 
-        # The console goes quiet: no Heartbeat for more than heartbeat_timeout_ns.
+        # The console goes quiet: no Heartbeat for more than heartbeat_timeout_ns. The engine's own beat (every 1 s)
+        # and the halt (after 1 s of silence) can come in either order, so wait for both.
         halted = client.events(
-            lambda seen: any(
-                type(e.event) is TradingStateChanged and e.event.state == TradingState.HALTED for e in seen
+            lambda seen: (
+                any(type(e.event) is TradingStateChanged and e.event.state == TradingState.HALTED for e in seen)
+                and any(type(e.event) is EngineHeartbeat for e in seen)
             )
         )
 

@@ -540,6 +540,20 @@ def test_a_mass_cancel_reusing_an_id_is_rejected_and_its_own_id_is_used_up(venue
     assert book(venue) == ([(98, 1)], [])
 
 
+def test_an_all_symbols_mass_cancel_reusing_an_id_is_refused_without_raising_and_cancels_nothing(venue):
+    place(venue, "a1", "A", BUY, 99, 1)
+
+    [refusal] = venue.mass_cancel(client_order_id="a1", account="A", symbol="")
+
+    assert type(refusal) is VenueCommandRejected
+    assert (refusal.command, refusal.code, refusal.client_order_id) == (
+        "VenueMassCancel",
+        Reason.DUPLICATE_CLIENT_ORDER_ID,
+        "a1",
+    )
+    assert book(venue) == ([(99, 1)], [])
+
+
 # ---------------------------------------------------------------------------------------------- venue: bad input
 
 
