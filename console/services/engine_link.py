@@ -42,23 +42,7 @@ def _redis() -> redis.Redis:
 
 def beat_engine() -> EngineLink:
     """Send one Heartbeat command to the engine and record the outcome. Never raises for an engine problem."""
-    try:
-        client = EngineClient.from_settings(retries=1)
-    except EngineClientError as exc:
-        link = EngineLink(False, exc.reason if hasattr(exc, "reason") else str(exc), time.time())
-    else:
-        try:
-            reply = client.heartbeat(operator=SYSTEM_OPERATOR)
-            if type(reply) is CommandAccepted:
-                link = EngineLink(True, f"heartbeat accepted, engine event seq {reply.event_seq}", time.time())
-            else:
-                link = EngineLink(
-                    False, f"heartbeat refused: {getattr(reply, 'code', type(reply).__name__)}", time.time()
-                )
-        except EngineClientError as exc:
-            link = EngineLink(False, str(exc), time.time())
-        finally:
-            client.close()
+    link = EngineLink(*_heartbeat(), time.time())
     client_redis = _redis()
     try:
         # Expires well after it goes stale, so an old answer is shown as stale rather than vanishing.
@@ -66,6 +50,21 @@ def beat_engine() -> EngineLink:
     finally:
         client_redis.close()
     return link
+
+
+def _heartbeat() -> tuple[bool, str]:
+    """(answered and accepted, what happened), for one Heartbeat command."""
+    try:
+        client = EngineClient.from_settings(retries=1)
+        try:
+            reply = client.heartbeat(operator=SYSTEM_OPERATOR)
+        finally:
+            client.close()
+    except EngineClientError as exc:  # no keys, no answer: both mean the link is down, and say why
+        return False, str(exc)
+    if type(reply) is CommandAccepted:
+        return True, f"heartbeat accepted, engine event seq {reply.event_seq}"
+    return False, f"heartbeat refused: {getattr(reply, 'code', type(reply).__name__)}"
 
 
 def last_engine_link() -> EngineLink | None:

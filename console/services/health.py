@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import redis
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection
 
@@ -88,7 +88,8 @@ REQUIRED = ("database", "redis")
 
 
 def system_health() -> list[Check]:
-    return [check_database(), check_redis(), check_celery(), check_engine()]
+    """For sync callers (the status page): the same concurrent checks as /healthz."""
+    return async_to_sync(system_health_async)()
 
 
 async def system_health_async() -> list[Check]:
