@@ -964,11 +964,7 @@ class Engine:
             self._quote_off_book(entry, self._books[symbol].book, self._time._now)
 
     def _avg_price(self, strategy_id: str, symbol: str) -> Decimal:
-        avg = getattr(self._portfolio, "avg_price", None)
-        if avg is None:
-            return Decimal(0)
-        value = avg(strategy_id, symbol)
-        return abs(value) if value is not None else Decimal(0)
+        return self._portfolio.avg_price(strategy_id, symbol)
 
     # ------------------------------------------------------------------ timer
 

@@ -33,7 +33,9 @@ from engine.trading_state import TriggerConfig
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = ROOT / "config" / "engine.toml"
 CONFIG_ERROR = "ENGINE_CONFIG_INVALID"
-_ENDPOINT = re.compile(r"^(tcp://[^\s:]+:\d{1,5}|ipc://\S+|inproc://\S+)$")
+# Port 1-65535: ZeroMQ would silently bind 99999 as 34463.
+_PORT = r"(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})"
+_ENDPOINT = re.compile(rf"^(tcp://[^\s:]+:{_PORT}|ipc://\S+|inproc://\S+)$")
 
 
 class ServerConfigError(EngineError):

@@ -26,7 +26,6 @@ from typing import Any
 
 import zmq
 
-from engine.journal import FsyncPolicy
 from engine.protocol import Codec, ProtocolError
 from engine.server.zmq_io import CommandSocket, EventPublisher, refusal
 
@@ -64,7 +63,6 @@ class EngineLoop:
         self._next_tick = clock.now() + tick_ns
         self.stopping = False
         self.garbage = 0
-        self._synced = 0
         self.syncer: JournalSyncer | None = None
         poller = zmq.Poller()
         poller.register(commands.socket, zmq.POLLIN)
@@ -75,12 +73,6 @@ class EngineLoop:
         self._put_command = lambda item: self.inbound.append((Inbound.COMMAND, item))
 
     # ------------------------------------------------------------------ any thread
-
-    def put(self, message: Any) -> None:
-        """Hand a venue message from another thread (a FIX callback). deque.append is atomic; the eventfd wakes
-        the poll."""
-        self.inbound.append((Inbound.VENUE, message))
-        os.eventfd_write(self._wake_fd, 1)
 
     def wake(self) -> None:
         """Make the engine thread's poll return (a QuickFIX callback queued something). Any thread."""
@@ -113,7 +105,6 @@ class EngineLoop:
             if spin_ns and perf() - last_input < spin_ns:
                 timeout_ms = 0
             ready = poll(timeout_ms)
-            busy = bool(ready) or bool(self.inbound)
             if ready:
                 last_input = perf()
             for socket, _ in ready:
@@ -133,8 +124,6 @@ class EngineLoop:
                 if self._next_tick <= self.clock.now():  # a slow turn: do not queue a burst of ticks
                     self._next_tick = self.clock.now() + self.tick_ns
             self.turn()
-            if not busy:
-                self._sync_journal()
 
     def turn(self) -> None:
         """Drain the inbound queue (and the venue link's inbox) into the Engine; publish what it produced."""
@@ -160,12 +149,6 @@ class EngineLoop:
             return
         reply = self.engine.handle_command(cmd)
         self.commands.reply(envelope, self.codec.encode(reply))
-
-    def _sync_journal(self) -> None:
-        journal = self.engine.journal
-        if journal is not None and journal.policy is FsyncPolicy.BATCH and journal.last_seq != self._synced:
-            journal.sync(self.engine.time)
-            self._synced = journal.last_seq
 
     def close(self) -> None:
         """Journal synced and closed, sockets closed (SIGTERM path)."""
@@ -199,13 +182,6 @@ class JournalSyncer(threading.Thread):
                 os.fsync(self._fd)
                 synced = last
                 self.syncs += 1
-
-    def wake(self) -> None:
-        """Make the engine thread's poll return (a QuickFIX callback queued something). Any thread."""
-        try:
-            os.eventfd_write(self._wake_fd, 1)
-        except OSError:
-            pass  # closed at shutdown
 
     def stop(self) -> None:
         self._halt.set()

@@ -123,17 +123,35 @@ class InProcessVenueLink:
         pass
 
 
-class _ZmqGateway:
-    __slots__ = ("codec", "sent", "socket")
+def _send_or_refuse(socket: zmq.Socket, codec: Codec, command: Any, inbox: deque) -> None:
+    """Send without blocking the engine thread; a full queue (the venue gone for long) is answered like any other
+    refused command, on the engine thread's next turn, instead of an exception through the engine."""
+    try:
+        socket.send(codec.encode(command), zmq.NOBLOCK)
+    except zmq.Again:
+        inbox.append(
+            VenueCommandRejected(
+                command=type(command).__name__,
+                code="GATEWAY_BACKPRESSURE",
+                symbol=getattr(command, "symbol", ""),
+                client_order_id=getattr(command, "client_order_id", ""),
+                reason="the venue link's send queue is full",
+            )
+        )
 
-    def __init__(self, socket: zmq.Socket, codec: Codec) -> None:
+
+class _ZmqGateway:
+    __slots__ = ("codec", "inbox", "sent", "socket")
+
+    def __init__(self, socket: zmq.Socket, codec: Codec, inbox: deque) -> None:
         self.socket = socket
         self.codec = codec
+        self.inbox = inbox
         self.sent = 0
 
     def send(self, command: Any) -> None:
         self.sent += 1
-        self.socket.send(self.codec.encode(command), zmq.NOBLOCK)
+        _send_or_refuse(self.socket, self.codec, command, self.inbox)
 
 
 class ZmqVenueLink:
@@ -148,8 +166,8 @@ class ZmqVenueLink:
         self.md.linger = 0
         self.md.setsockopt(zmq.SUBSCRIBE, b"")
         self.md.connect(config.venue.market_data)
-        self.gateway = _ZmqGateway(self.orders, self.codec)
         self.inbox: deque = deque()
+        self.gateway = _ZmqGateway(self.orders, self.codec, self.inbox)
         self.sockets = [self.orders, self.md]
         self.decode_errors = 0
 
@@ -183,12 +201,13 @@ class ZmqVenueLink:
 class _SplitGateway:
     """Snapshot requests to the venue's snapshot socket, everything else to the FIX session."""
 
-    __slots__ = ("codec", "fix", "sent", "snapshots", "supports_mass_cancel")
+    __slots__ = ("codec", "fix", "inbox", "sent", "snapshots", "supports_mass_cancel")
 
-    def __init__(self, fix_gateway: Any, snapshots: zmq.Socket, codec: Codec) -> None:
+    def __init__(self, fix_gateway: Any, snapshots: zmq.Socket, codec: Codec, inbox: deque) -> None:
         self.fix = fix_gateway
         self.snapshots = snapshots
         self.codec = codec
+        self.inbox = inbox
         self.sent = 0
         # The kill switch sends one OrderMassCancelRequest when the FIX venue takes it.
         self.supports_mass_cancel = getattr(fix_gateway, "supports_mass_cancel", False)
@@ -196,7 +215,7 @@ class _SplitGateway:
     def send(self, command: Any) -> None:
         self.sent += 1
         if type(command) is VenueRequestSnapshot:
-            self.snapshots.send(self.codec.encode(command), zmq.NOBLOCK)
+            _send_or_refuse(self.snapshots, self.codec, command, self.inbox)
         else:
             self.fix.send(command)
 
@@ -224,8 +243,8 @@ class FixVenueLink:
             wake=self._wake,
         )
         self.wake: Any = None  # the loop's wake-up, set before start
-        self.gateway = _SplitGateway(self.fix, self.snap, self.codec)
         self.inbox: deque = deque()
+        self.gateway = _SplitGateway(self.fix, self.snap, self.codec, self.inbox)
         self.sockets = [self.md, self.snap]
         self.decode_errors = 0
         self.queries_dropped = 0

@@ -68,6 +68,7 @@ BAD_VALUES = [
     ("limits[0].limits.max_open_orders", "many", "limits[0].limits.max_open_orders"),
     ("triggers[0].triggers.heartbeat_action", "PANIC", "triggers[0].triggers.heartbeat_action"),
     ("endpoints.commands", "http://127.0.0.1:7101", "endpoints.commands"),
+    ("endpoints.commands", "tcp://127.0.0.1:99999", "endpoints.commands"),
     ("endpoints.events", "tcp://127.0.0.1:7101", "endpoints.events"),
     ("journal.fsync", "sometimes", "journal.fsync"),
     ("venue.kind", "carrier-pigeon", "venue.kind"),
