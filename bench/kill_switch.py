@@ -7,13 +7,14 @@ untimed, every NEW applied), then times from just before `Engine.handle_command(
 the engine has applied the last CANCELED report (no working order left in its OMS); a ResumeTrading ends the round.
 The halt goes out as one `VenueMassCancel` (the gateways support it; see docs/oms.md, "Mass cancel"):
 
-- in-process: an `InProcessGateway` over `engine.venue.Venue`; the venue answers synchronously, and the clock stops
-  when the engine has taken every CANCELED report (and the market data the cancels caused) from the inbox;
+- in-process: an `InProcessGateway` over `engine.venue.Venue`; the venue answers synchronously with one
+  `MassCancelReport` naming every order, and the clock stops when the engine has taken it (and the market data the
+  cancels caused) from the inbox and no order is left working;
 - over FIX: the venue process (`python -m engine.venue`) and a `FixGateway` on 127.0.0.1; the kill is one
-  OrderMassCancelRequest (35=q), the venue answers with one ExecutionReport (35=8, 150=4) per order, QuickFIX parses
-  and validates each against FIX44.xml on the gateway's thread, and the clock stops when the engine thread has
-  polled and applied the 1,000th CANCELED. Both sides persist every message in their FileStore (as in production);
-  `--file-log` also writes QuickFIX's message log on both sides.
+  OrderMassCancelRequest (35=q), the venue answers with one OrderMassCancelReport (35=r) listing every order it
+  canceled in its AffectedOrdGrp, QuickFIX parses and validates it against FIX44.xml on the gateway's thread, and
+  the clock stops when the engine thread has polled and applied it. Both sides persist every message in their
+  FileStore (as in production); `--file-log` also writes QuickFIX's message log on both sides.
 
 The engine runs without a journal (the journal's cost per report is in bench/journal.py). Figures are HDR
 histograms in microseconds, reported in milliseconds; the load average is printed because the machine is shared.

@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("ENGINE_VENUE") or None,
         help="override [venue] kind (e.g. fix to trade with `python -m engine.venue`)",
     )
+    parser.add_argument(
+        "--var-dir",
+        default=None,
+        help="put the engine's state (journal, snapshots, CURVE keys, FIX store) under VAR_DIR/engine instead of "
+        "the config file's paths, so one checkout can run several isolated systems (bin/run passes its VAR_DIR)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -116,6 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.venue:
             venue = msgspec.structs.replace(config.venue, kind=VenueKind(args.venue))
             config = msgspec.structs.replace(config, venue=venue)
+        if args.var_dir:
+            state = Path(args.var_dir).resolve() / "engine"
+            config = msgspec.structs.replace(
+                config,
+                keys_dir=state / "keys",
+                journal_path=state / "journal.bin",
+                snapshot_dir=state / "snapshots",
+                fix_var_dir=state / "fix",
+            )
     except ServerConfigError as exc:
         print(f"engine configuration error: {exc.reason}", file=sys.stderr)
         return 2

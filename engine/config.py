@@ -65,3 +65,13 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     market_data_trusted: bool = False
     # Automatic trading-state triggers per scope, configured at start-up (issue 5's config file carries them).
     triggers: tuple[ScopeTriggers, ...] = ()
+    # MarketTrade per public trade the venue prints.
+    publish_market_trades: bool = True
+    # BookDepth (10 levels) at most this often per symbol, and only when the book changed (0 = never). Engine time:
+    # a change inside the interval is sent by the first book update or timer tick after it ends.
+    depth_interval_ns: Annotated[int, Meta(ge=0)] = 100_000_000
+    # RiskUtilisation on the timer at most this often (0 = never; StateSnapshot carries it regardless).
+    utilisation_interval_ns: Annotated[int, Meta(ge=0)] = 1_000_000_000
+    # How long a QueryVenueOrders waits for the venue's answers before VenueStatusComplete(timed_out=True), when the
+    # command does not say (engine time, checked on timer ticks).
+    venue_query_timeout_ns: Annotated[int, Meta(ge=1)] = 2_000_000_000

@@ -29,12 +29,14 @@ from typing import Any
 
 import msgspec
 
+from engine import utilisation
 from engine.book import L2Book
 from engine.clock import Clock, FakeClock
 from engine.config import EngineConfig
-from engine.enums import OrderType, TimeInForce, TradingState
+from engine.enums import ExecType, OrderStatus, OrderType, TimeInForce, TradingState
 from engine.errors import EngineError
 from engine.feed import FeedOutcome, SequencedFeed
+from engine.halts import HaltWatch
 from engine.instruments import InstrumentRegistry
 from engine.journal import (
     FsyncPolicy,
@@ -45,10 +47,12 @@ from engine.journal import (
     snapshots_newest_first,
     write_snapshot,
 )
-from engine.oms import Oms, Order
+from engine.oms import Oms, Order, is_stale_status
 from engine.portfolio import Portfolio
 from engine.protocol import (
+    MAX_DEPTH_LEVELS,
     BookDeltas,
+    BookDepth,
     BookSnapshot,
     CancelAllOrders,
     CancelOrder,
@@ -62,6 +66,8 @@ from engine.protocol import (
     HaltTrading,
     Heartbeat,
     LimitsChanged,
+    MarketTrade,
+    MassCancelReport,
     OrderDenied,
     OrderFilled,
     OrderRejected,
@@ -69,16 +75,21 @@ from engine.protocol import (
     PnlUpdated,
     PositionChanged,
     PositionSummary,
+    PriceLevel,
+    QueryVenueOrders,
     ReduceTrading,
     ReplaceOrder,
     ReplayBatch,
     RequestReplay,
     RequestStateSnapshot,
     ResumeTrading,
+    RiskUtilisation,
     RollbackStrategyParams,
     Scope,
     ScopeKind,
+    ScopeTriggerSettings,
     SetLimits,
+    SetTriggers,
     StartStrategy,
     StateSnapshot,
     StopStrategy,
@@ -89,6 +100,8 @@ from engine.protocol import (
     TopOfBookChanged,
     TradePrinted,
     TradingStateChanged,
+    TriggersChanged,
+    TriggerSettings,
     UpdateStrategyParams,
     VenueCommandRejected,
     VenueRequestSnapshot,
@@ -99,13 +112,15 @@ from engine.strategies.base import Quotes
 from engine.strategies.params import params_to_wire
 from engine.strategies.quotes import Cancel, New, QuoteManager, Replace
 from engine.strategies.state import restore_strategy, strategy_state
-from engine.trading_state import TradingStates
+from engine.trading_state import TradingStates, TriggerConfig
+from engine.venue_queries import VenueQueries
 
 # The venue's reason code for a cancel/replace of an order it does not hold open (`engine.venue.orders.Reason`; a FIX
 # gateway maps its venue's code to the same string).
 VENUE_UNKNOWN_ORDER = "UNKNOWN_ORDER"
 _HALTED = TradingState.HALTED
 _REDUCING = TradingState.REDUCING
+_ORDER_STATUS = ExecType.ORDER_STATUS
 
 
 class CoreCode:
@@ -148,7 +163,7 @@ class BpsFeeModel:
 class _Books:
     """Per-symbol book, feed and the feed's hand-offs. Part of the snapshotted state."""
 
-    __slots__ = ("book", "feed", "last_trade", "requests", "top", "trades")
+    __slots__ = ("book", "depth_dirty", "depth_due", "depth_ts", "feed", "last_trade", "requests", "top", "trades")
 
     def __init__(self, symbol: str, max_buffer: int) -> None:
         self.book = L2Book(symbol)
@@ -159,6 +174,10 @@ class _Books:
         )
         self.last_trade = 0
         self.top = (0, 0, 0, 0)
+        # BookDepth throttle: engine time before which no other may go out, and whether the book changed since.
+        self.depth_due = 0
+        self.depth_dirty = False
+        self.depth_ts = 0  # venue time of the last change
 
 
 class _Strategy:
@@ -188,6 +207,9 @@ _STATE = (
     "_replies",
     "_last_beat",
     "_venue_rejects",
+    "_halts",
+    "_queries",
+    "_last_utilisation",
 )
 
 
@@ -234,6 +256,11 @@ class Engine:
         self._replies: OrderedDict[str, Any] = OrderedDict()
         self._last_beat = 0  # engine time of the last EngineHeartbeat
         self._venue_rejects: dict[str, int] = {}  # VenueCommandRejected per code
+        self._halts = HaltWatch()  # halts whose cancels are not all acknowledged yet
+        self._queries = VenueQueries()  # QueryVenueOrders waiting for the venue's answers
+        self._last_utilisation = 0  # engine time of the last RiskUtilisation
+        self._depth_interval = config.depth_interval_ns
+        self._market_trades = config.publish_market_trades
         for sc in config.strategies:
             self.add_strategy(sc.name, sc.strategy_id, sc.symbol, sc.params, autostart=sc.autostart)
         if journal is not None and journal.last_seq == 0:
@@ -323,8 +350,19 @@ class Engine:
             self.handle_execution_report(msg)
         elif kind is VenueCommandRejected:
             self.handle_venue_reject(msg)
+        elif kind is MassCancelReport:
+            self.handle_mass_cancel_report(msg)
         else:
             self.handle_market_data(msg)
+
+    def handle_mass_cancel_report(self, report: MassCancelReport) -> None:
+        """The venue's one answer to a mass cancel: every order it names is canceled in this one step."""
+        ts = self._stamp()
+        if self.journal is not None:
+            self._applied = self.journal.append(RecordKind.MASS_CANCEL_REPORT, ts, report)
+        self._time.set(ts)
+        self._apply_mass_cancel_report(report)
+        self._after_input()
 
     def handle_venue_reject(self, msg: VenueCommandRejected) -> None:
         """The venue refused a command and no execution report can say so (an unlisted symbol's snapshot request,
@@ -460,12 +498,28 @@ class Engine:
         self._emit(LimitsChanged(scope=cmd.scope, limits=cmd.limits, operator=cmd.operator, command_id=cmd.command_id))
         return self._accept(cmd)
 
+    def _cmd_set_triggers(self, cmd: SetTriggers) -> Any:
+        """Replace a scope's automatic triggers while running (the config file's `[[triggers]]` apply at start-up;
+        a journaled SetTriggers replays after them). A trigger the scope cannot carry is refused by TradingStates
+        with STATE_BAD_TRIGGER_CONFIG and changes nothing."""
+        settings = cmd.triggers
+        config = None
+        if not settings.empty:
+            config = TriggerConfig(**{name: getattr(settings, name) for name in TriggerConfig.__struct_fields__})
+        self._states.configure_triggers(cmd.scope, config)
+        self._emit(
+            TriggersChanged(scope=cmd.scope, triggers=settings, operator=cmd.operator, command_id=cmd.command_id)
+        )
+        return self._accept(cmd)
+
     def _cmd_halt(self, cmd: HaltTrading) -> Any:
         event = self._states.halt(cmd.scope, operator=cmd.operator, reason=cmd.reason, command_id=cmd.command_id)
         if event is not None:
             self._on_state_changed(event)
         else:
-            # Already halted: cancel again anyway, an order may have slipped in through a rejected cancel.
+            # Already halted: cancel again anyway, an order may have slipped in through a rejected cancel. The
+            # operator still gets the HaltCompleted their command waits for.
+            self._watch_halt(cmd.scope, command_id=cmd.command_id)
             self._cancel_scope(cmd.scope)
         return self._accept(cmd, trading_state=self._states.state(cmd.scope))
 
@@ -530,7 +584,7 @@ class Engine:
         # refuses for float fields: hand the strategy plain Decimals.
         params = {k: Decimal(v) if isinstance(v, Decimal) else v for k, v in cmd.params.items()}
         version = strategy.update_params(
-            params, operator=cmd.operator, ts=self._time._now, base_version=cmd.base_version
+            params, operator=cmd.operator, reason=cmd.reason, ts=self._time._now, base_version=cmd.base_version
         )
         entry.quoter.requote_threshold_ticks = getattr(strategy.params, "requote_threshold_ticks", 0)
         self._emit(
@@ -540,6 +594,7 @@ class Engine:
                 version=version,
                 operator=cmd.operator,
                 command_id=cmd.command_id,
+                reason=cmd.reason,
             )
         )
         return self._accept(cmd, strategy_state=strategy.state, params_version=version)
@@ -547,7 +602,9 @@ class Engine:
     def _cmd_rollback_params(self, cmd: RollbackStrategyParams) -> Any:
         entry = self._strategy(cmd.strategy_id)
         strategy = entry.strategy
-        version = strategy.rollback_params(cmd.version, operator=cmd.operator, ts=self._time._now)
+        version = strategy.rollback_params(
+            cmd.version, operator=cmd.operator, reason=cmd.reason, ts=self._time._now, base_version=cmd.base_version
+        )
         entry.quoter.requote_threshold_ticks = getattr(strategy.params, "requote_threshold_ticks", 0)
         self._emit(
             StrategyParamsChanged(
@@ -557,6 +614,7 @@ class Engine:
                 operator=cmd.operator,
                 rolled_back_to=cmd.version,
                 command_id=cmd.command_id,
+                reason=cmd.reason,
             )
         )
         return self._accept(cmd, strategy_state=strategy.state, params_version=version)
@@ -564,6 +622,29 @@ class Engine:
     def _cmd_heartbeat(self, cmd: Heartbeat) -> Any:
         self._states.on_heartbeat(self._time._now)
         return self._accept(cmd)
+
+    def _cmd_query_venue(self, cmd: QueryVenueOrders) -> Any:
+        """Ask the venue the status of every working order in scope (engine.venue_queries has the protocol)."""
+        now = self._time._now
+        ids = []
+        for order in self._orders_in(cmd.scope):
+            msg = self._oms.query_message(order.client_order_id)
+            self._risk.on_message_sent(now, strategy_id=order.strategy_id, symbol=order.symbol)
+            self._send(msg)
+            ids.append(msg.client_order_id)
+        timeout = cmd.timeout_ns or self.config.venue_query_timeout_ns
+        done = self._queries.start(cmd.command_id, ids, now, timeout)
+        if done is not None:
+            self._emit(done)
+        return self._accept(cmd)
+
+    def _orders_in(self, scope: Scope) -> list[Order]:
+        """Working orders in `scope`, in creation order."""
+        if scope.kind == ScopeKind.STRATEGY:
+            return self._oms.working_orders(strategy_id=scope.name)
+        if scope.kind == ScopeKind.INSTRUMENT:
+            return self._oms.working_orders(symbol=scope.name)
+        return self._oms.working_orders()
 
     # ------------------------------------------------------------------ RequestReplay hook
 
@@ -601,6 +682,7 @@ class Engine:
                     avg_price=self._avg_price(strategy_id, symbol),
                     realized_pnl=portfolio.realized_pnl(strategy_id=strategy_id, symbol=symbol),
                     unrealized_pnl=portfolio.unrealized_pnl(strategy_id=strategy_id, symbol=symbol),
+                    fees=portfolio.fees(strategy_id=strategy_id, symbol=symbol),
                 )
             )
         strategies = tuple(
@@ -622,6 +704,24 @@ class Engine:
             strategies=strategies,
             orders=tuple(o.summary() for o in self._oms.working_orders()),
             positions=tuple(positions),
+            # Rate windows counted up to the input clock's now (never before the engine's): a snapshot is read, not
+            # journaled, and the console asks for the state as it is now, not as of the last input.
+            utilisation=self._utilisation(self._stamp()),
+            triggers=tuple(
+                ScopeTriggerSettings(scope=scope, triggers=_trigger_settings(config))
+                for scope, config in self._states.all_triggers()
+            ),
+        )
+
+    def _utilisation(self, now: int) -> tuple:
+        """Every scope's figures against its limits (engine.utilisation); reads only."""
+        return utilisation.compute(
+            risk=self._risk,
+            oms=self._oms,
+            portfolio=self._portfolio,
+            instruments=self.instruments,
+            strategy_ids=list(self._strategies),
+            now=now,
         )
 
     def _position_keys(self) -> set[tuple[str, str]]:
@@ -636,6 +736,13 @@ class Engine:
 
     def _gate(self, order: Order, command_id: str = "") -> Any:
         """Risk-check a PENDING_NEW order; deny (event + OMS removal) or send. Returns the Denial or None."""
+        denial = self._gate_and_send(order, command_id)
+        if denial is None:
+            self._emit_submitted(order, command_id)
+        return denial
+
+    def _gate_and_send(self, order: Order, command_id: str = "") -> Any:
+        """`_gate` without the `OrderSubmitted`, which the caller then owes (`_emit_submitted`)."""
         denial = self._risk.check(order, reference_price=self._reference_price(order.symbol))
         if denial is not None:
             self._oms.on_order_denied(order.client_order_id)
@@ -651,6 +758,9 @@ class Engine:
             )
             return denial
         self._send(self._oms.place_message(order))
+        return None
+
+    def _emit_submitted(self, order: Order, command_id: str = "") -> None:
         self._emit(
             OrderSubmitted(
                 strategy_id=order.strategy_id,
@@ -665,7 +775,6 @@ class Engine:
                 command_id=command_id,
             )
         )
-        return None
 
     def _check_replace(self, order: Order, price: int, quantity: int, command_id: str = "") -> Any:
         """A replace is judged as the order it would become; a refusal is an `OrderDenied` naming the live order
@@ -731,7 +840,14 @@ class Engine:
         self._emit(event)
         if event.state == TradingState.HALTED:
             # The kill switch: every working order in the scope is canceled in the same engine step.
+            self._watch_halt(event.scope, command_id=event.command_id, code=event.code)
             self._cancel_scope(event.scope)
+
+    def _watch_halt(self, scope: Scope, *, command_id: str, code: str = "") -> None:
+        """Remember which orders this halt must see closed (before its cancels go out); with none, it is done."""
+        done = self._halts.start(scope, self._orders_in(scope), self._time._now, command_id=command_id, code=code)
+        if done is not None:
+            self._emit(done)
 
     # ------------------------------------------------------------------ strategies
 
@@ -764,6 +880,9 @@ class Engine:
         if working is None:
             working = oms.working_orders(strategy_id=strategy_id, symbol=symbol)
         actions = entry.quoter.reconcile(quotes, working)
+        # Every order of the requote goes out first, and their `OrderSubmitted` events after the last one: the
+        # events are for the consoles, and building them between two sends delayed the second order.
+        submitted: list[Order] = []
         for action in actions:
             kind = type(action)
             if kind is New:
@@ -777,7 +896,8 @@ class Engine:
                     price=action.price,
                     quantity=action.quantity,
                 )
-                self._gate(order)
+                if self._gate_and_send(order) is None:
+                    submitted.append(order)
             elif kind is Replace:
                 order = oms.get(action.client_order_id)
                 if self._check_replace(order, action.price, action.quantity) is None:
@@ -786,6 +906,8 @@ class Engine:
                     self._send(msg)
             elif kind is Cancel:
                 self._send_cancel(oms.request_cancel(action.client_order_id))
+        for order in submitted:
+            self._emit_submitted(order)
 
     def _reducing_quotes(
         self, quotes: Quotes, strategy_id: str, symbol: str, strategy_reducing: bool, net_reducing: bool
@@ -840,6 +962,8 @@ class Engine:
                     now = self._time._now
                     for entry in self._by_symbol.get(msg.symbol, ()):
                         entry.strategy.on_trade(price, msg.quantity, msg.aggressor, now)
+                    if self._market_trades:
+                        self._emit_trade(msg)
                     return
         if kind is BookDeltas:
             outcome = books.feed.on_book_deltas(msg)
@@ -860,6 +984,8 @@ class Engine:
                 books.last_trade = trade.price
                 for entry in entries:
                     entry.strategy.on_trade(trade.price, trade.quantity, trade.aggressor, now)
+                if self._market_trades:
+                    self._emit_trade(trade)
             books.trades.clear()
         if outcome is FeedOutcome.BUFFERED or outcome is FeedOutcome.DUPLICATE or outcome is FeedOutcome.REJECTED:
             return
@@ -869,32 +995,85 @@ class Engine:
             return  # never quote off a book with a hole in it
         self._after_book(books, msg, entries, now)
 
+    def _emit_trade(self, trade: TradePrinted) -> None:
+        self._emit(
+            MarketTrade(
+                symbol=trade.symbol,
+                price=trade.price,
+                quantity=trade.quantity,
+                aggressor=trade.aggressor,
+                venue_ts=trade.ts,
+                trade_id=trade.trade_id,
+            )
+        )
+
+    def _emit_depth(self, books: _Books, now: int) -> None:
+        """BookDepth of the top levels; the next may go out one interval later (engine time, so replay agrees)."""
+        book = books.book
+        bids, asks = book.depth(MAX_DEPTH_LEVELS)
+        books.depth_dirty = False
+        books.depth_due = now + self._depth_interval
+        self._emit(
+            BookDepth(
+                symbol=book.symbol,
+                bids=tuple(PriceLevel(price=p, size=q) for p, q in bids),
+                asks=tuple(PriceLevel(price=p, size=q) for p, q in asks),
+                venue_ts=books.depth_ts,
+            )
+        )
+
     def _after_book(self, books: _Books, msg: Any, entries: Any, now: int) -> None:
-        """The book of a live feed changed: mark, publish the top if it moved, and let the strategies quote."""
+        """The book of a live feed changed: mark, let the strategies quote, then publish the top if it moved and the
+        depth when its interval has passed."""
         book = books.book
         bid, ask = book.best_bid, book.best_ask
         top = (bid or 0, book.best_bid_size, ask or 0, book.best_ask_size)
-        if top != books.top:
+        moved = top != books.top
+        if moved:
             if bid is not None and ask is not None and (bid != books.top[0] or ask != books.top[2]):
-                self._portfolio.mark(msg.symbol, bid + ask)
+                self._portfolio.mark(msg.symbol, bid + ask)  # before the quotes: the risk gate reads the P&L
             books.top = top
-            if self.config.publish_top_of_book:
-                self._emit(
-                    TopOfBookChanged(
-                        symbol=msg.symbol,
-                        bid_price=top[0],
-                        bid_size=top[1],
-                        ask_price=top[2],
-                        ask_size=top[3],
-                        venue_ts=msg.ts,
-                    )
-                )
         for entry in entries:
             self._quote_off_book(entry, book, now)
+        if moved and self.config.publish_top_of_book:
+            # After the quotes, like the depth: building and stamping the event is off the tick-to-quote path. The
+            # stream then carries the orders an update caused before the top that caused them (same engine step,
+            # same order on replay).
+            self._emit(
+                TopOfBookChanged(
+                    symbol=msg.symbol,
+                    bid_price=top[0],
+                    bid_size=top[1],
+                    ask_price=top[2],
+                    ask_size=top[3],
+                    venue_ts=msg.ts,
+                )
+            )
+        if self._depth_interval:
+            # Throttled, and after the quotes (off the tick-to-quote path): a flag and one compare per update, the
+            # levels copied at most once per interval; a change inside it goes out on a later update or timer tick.
+            books.depth_dirty = True
+            books.depth_ts = msg.ts
+            if now >= books.depth_due:
+                self._emit_depth(books, now)
 
     # ------------------------------------------------------------------ execution reports
 
     def _apply_execution_report(self, report: ExecutionReport) -> None:
+        queries = self._queries
+        if queries.active and report.exec_type == _ORDER_STATUS and queries.waiting_for(report.client_order_id):
+            order = self._oms.get(report.client_order_id)
+            if order is not None and not order.is_terminal and self._is_stale_answer(order, report):
+                # Asked under the id a replace moved the order off: ask again under the id the venue now knows it
+                # by (the replace's, whether or not its REPLACED report is in yet); the request waits for that.
+                under = order.pending_replace_id or order.client_order_id
+                self._risk.on_message_sent(self._time._now, strategy_id=order.strategy_id, symbol=order.symbol)
+                self._send(self._oms.query_message(under, under=under))
+                queries.requery(report.client_order_id, under)
+            else:
+                # The venue's answer next to the engine's view before the OMS adopts the venue's.
+                for answer in queries.on_status(report, order):
+                    self._emit(answer)
         events = self._oms.on_execution_report(report)
         for event in events:
             self._emit(event)
@@ -905,12 +1084,36 @@ class Engine:
                 for changed in self._states.on_reject(strategy_id=event.strategy_id, symbol=event.symbol):
                     self._on_state_changed(changed)
             elif kind is CancelRejected:
-                if event.code == VENUE_UNKNOWN_ORDER:
-                    self._query_if_live(event.orig_client_order_id)
-                # A cancel chained on a replace the venue refused finds nothing, a refused mass cancel nothing at
-                # all: re-issue the halt's cancels (one by one: a strategy scope never mass cancels).
-                if self._states.state_for(event.strategy_id, event.symbol) is TradingState.HALTED:
-                    self._cancel_scope(Scope.strategy(event.strategy_id))
+                self._on_cancel_rejected(event)
+        if self._halts.active and events:
+            for done in self._halts.on_events(events, self._oms, self._time._now):
+                self._emit(done)
+
+    def _on_cancel_rejected(self, event: CancelRejected) -> None:
+        if event.code == VENUE_UNKNOWN_ORDER:
+            self._query_if_live(event.orig_client_order_id)
+        # A cancel chained on a replace the venue refused finds nothing, a refused mass cancel nothing at all:
+        # re-issue the halt's cancels (one by one: a strategy scope never mass cancels).
+        if self._states.state_for(event.strategy_id, event.symbol) is TradingState.HALTED:
+            self._cancel_scope(Scope.strategy(event.strategy_id))
+
+    def _apply_mass_cancel_report(self, report: MassCancelReport) -> None:
+        events = self._oms.on_mass_cancel_report(report)
+        emit = self._emit
+        for event in events:
+            emit(event)
+        if self._halts.active and events:
+            for done in self._halts.on_events(events, self._oms, self._time._now):
+                emit(done)
+
+    @staticmethod
+    def _is_stale_answer(order: Order, report: ExecutionReport) -> bool:
+        """A "not held" answer to a query that may predate a replace of `order` (see `is_stale_status`)."""
+        return (
+            report.status == OrderStatus.REJECTED
+            and report.cum_quantity == 0
+            and is_stale_status(order, report.client_order_id)
+        )
 
     def _query_if_live(self, client_order_id: str) -> None:
         """The venue says it does not know an order we still hold live: it finished it (filled, expired, ...) and
@@ -928,11 +1131,26 @@ class Engine:
         # timer asks again. A refused command about an order we hold live: ask the venue what it knows.
         rejects = self._venue_rejects
         rejects[msg.code] = rejects.get(msg.code, 0) + 1
+        if msg.client_order_id and msg.command == "VenueMassCancel":
+            # A mass cancel the venue refused without a report (35=j, an all-symbols one it cannot name a symbol
+            # for) or the gateway never sent: its orders are not being canceled. Undo it as a refused report does,
+            # so a halted scope re-issues individual cancels now and a later halt is not skipped.
+            events = self._oms.mass_cancel_refused(msg.client_order_id, code=msg.code, reason=msg.reason, ts=msg.ts)
+            for event in events:
+                self._emit(event)
+                self._on_cancel_rejected(event)
+            if self._halts.active and events:
+                for done in self._halts.on_events(events, self._oms, self._time._now):
+                    self._emit(done)
+            return
         # Never answer a refused status query with another query: while a FIX session is down the gateway
         # refuses every query, and re-asking turned that into a busy loop filling the journal. The logon
         # that brings the session back queries every working order anyway.
         if msg.client_order_id and msg.command != "VenueQueryOrder":
             self._query_if_live(msg.client_order_id)
+        elif msg.command == "VenueQueryOrder" and self._queries.active:
+            for done in self._queries.on_refused(msg.client_order_id):
+                self._emit(done)
 
     def _on_fill(self, fill: OrderFilled) -> None:
         strategy_id, symbol = fill.strategy_id, fill.symbol
@@ -952,6 +1170,7 @@ class Engine:
                 quantity=portfolio.position(strategy_id, symbol),
                 avg_price=self._avg_price(strategy_id, symbol),
                 realized_pnl=portfolio.realized_pnl(strategy_id=strategy_id, symbol=symbol),
+                fees=portfolio.fees(strategy_id=strategy_id, symbol=symbol),
             )
         )
         for changed in self._states.on_fill(strategy_id=strategy_id, symbol=symbol):
@@ -988,8 +1207,20 @@ class Engine:
                         scope=scope,
                         realized_pnl=portfolio.realized_pnl(strategy_id=strategy_id),
                         unrealized_pnl=portfolio.unrealized_pnl(strategy_id=strategy_id),
+                        fees=portfolio.fees(strategy_id=strategy_id),
                     )
                 )
+        if self._depth_interval:
+            for books in self._books.values():
+                if books.depth_dirty and now >= books.depth_due:
+                    self._emit_depth(books, now)
+        if self._queries.active:
+            for done in self._queries.on_timer(now):
+                self._emit(done)
+        every = config.utilisation_interval_ns
+        if every and now - self._last_utilisation >= every:
+            self._last_utilisation = now
+            self._emit(RiskUtilisation(scopes=self._utilisation(now)))
         interval = config.heartbeat_interval_ns
         if interval and now - self._last_beat >= interval:
             self._last_beat = now
@@ -1035,6 +1266,10 @@ class Engine:
             "books": books,
             "replies": [[k, _ENCODER.encode(v)] for k, v in self._replies.items()],
             "venue_rejects": self._venue_rejects,
+            "halts": self._halts.snapshot(),
+            "venue_queries": self._queries.snapshot(),
+            "last_utilisation": self._last_utilisation,
+            "depth": [[s, b.depth_due, b.depth_dirty, b.depth_ts] for s, b in sorted(self._books.items())],
         }
 
     @property
@@ -1083,6 +1318,9 @@ class Engine:
             "replies": [[k, encode(v)] for k, v in self._replies.items()],
             "last_beat": self._last_beat,
             "venue_rejects": self._venue_rejects,
+            "halts": self._halts.snapshot(),
+            "venue_queries": self._queries.snapshot(),
+            "last_utilisation": self._last_utilisation,
         }
 
     def _restore(self, snap: Snapshot) -> bool:
@@ -1133,6 +1371,12 @@ class Engine:
         self._replies = OrderedDict((k, decode(v)) for k, v in state["replies"])
         self._last_beat = state["last_beat"]
         self._venue_rejects = dict(state["venue_rejects"])
+        # Snapshots written before these existed hold none: nothing was pending then.
+        self._halts = HaltWatch()
+        self._halts.restore(state.get("halts", []))
+        self._queries = VenueQueries()
+        self._queries.restore(state.get("venue_queries", []))
+        self._last_utilisation = state.get("last_utilisation", 0)
         self._time._now = state["time"]
 
     def replay(self, records: Any) -> int:
@@ -1162,6 +1406,8 @@ class Engine:
             self._apply_timer(record.ts)
         elif kind == RecordKind.VENUE_REJECT:
             self._apply_venue_reject(record.message)
+        elif kind == RecordKind.MASS_CANCEL_REPORT:
+            self._apply_mass_cancel_report(record.message)
         self._applied = record.seq
 
     @classmethod
@@ -1268,7 +1514,14 @@ _COMMANDS = {
     UpdateStrategyParams: Engine._cmd_update_params,
     RollbackStrategyParams: Engine._cmd_rollback_params,
     Heartbeat: Engine._cmd_heartbeat,
+    QueryVenueOrders: Engine._cmd_query_venue,
+    SetTriggers: Engine._cmd_set_triggers,
 }
+
+
+def _trigger_settings(config: TriggerConfig) -> TriggerSettings:
+    """The engine's trigger configuration in its wire form (the same fields)."""
+    return TriggerSettings(**{name: getattr(config, name) for name in TriggerConfig.__struct_fields__})
 
 
 # --- canonical form for the state hash ---------------------------------------------------------------------
@@ -1337,6 +1590,9 @@ def _book_state(b: _Books, encode: Any) -> dict[str, Any]:
         "resend_requested": feed._resend_requested,
         "last_trade": b.last_trade,
         "top": list(b.top),
+        "depth_due": b.depth_due,
+        "depth_dirty": b.depth_dirty,
+        "depth_ts": b.depth_ts,
     }
 
 
@@ -1358,3 +1614,6 @@ def _load_book(b: _Books, data: dict[str, Any], decode: Any) -> None:
     feed._resend_requested = data["resend_requested"]
     b.last_trade = data["last_trade"]
     b.top = tuple(data["top"])
+    b.depth_due = data.get("depth_due", 0)
+    b.depth_dirty = data.get("depth_dirty", False)
+    b.depth_ts = data.get("depth_ts", 0)

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from engine.protocol import ExecutionReport
+from engine.protocol import ExecutionReport, MassCancelReport
 
 
 class Gateway(Protocol):
@@ -46,8 +46,8 @@ class InProcessGateway:
     other accounts (the background flow's orders our order traded with) go to `observer`, so a `PoissonFlow` can keep
     its open-order book right (`observer=flow.observe`).
 
-    `supports_mass_cancel`: `engine.venue.Venue` handles `VenueMassCancel` (one CANCELED report per order, naming
-    the mass cancel's id and the order's as orig), so the kill switch of a firm or instrument scope sends one;
+    `supports_mass_cancel`: `engine.venue.Venue` handles `VenueMassCancel` (one `MassCancelReport` naming every
+    order it canceled), so the kill switch of a firm or instrument scope sends one;
     pass False for a venue double that does not.
     """
 
@@ -80,6 +80,7 @@ class InProcessGateway:
         account = self.account
         inbox = self.inbox
         for msg in messages:
-            if type(msg) is ExecutionReport and msg.account != account:
+            kind = type(msg)
+            if (kind is ExecutionReport or kind is MassCancelReport) and msg.account != account:
                 continue
             inbox.append(msg)

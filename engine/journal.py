@@ -2,7 +2,7 @@
 
 Journal file layout::
 
-    header  = b"HFTJRNL1" + u32 version                                 (12 bytes)
+    header  = b"HFTJRNL1" + u32 version (the event schema, below)       (12 bytes)
     record  = u32 payload length + u32 CRC-32 of the payload + payload   (little endian)
     payload = MessagePack array [seq, ts, kind, message]
 
@@ -21,6 +21,13 @@ What "accepted" means (the engine replies only after `append` returns):
   `batch_records` records or `batch_ns` of engine time; survives a process crash, a power loss can lose the
   unsynced tail (at most one batch).
 - `FsyncPolicy.NEVER`: written to the kernel; survives a process crash, the OS decides when it reaches the disk.
+
+The header's version is also the engine's event schema: replay regenerates the outbound events, so a build that
+publishes different events for the same inputs (new event types, events moved within a step) numbers them
+differently, and a journal written by another schema would replay into seqs the bridge already stored with other
+content. Such a build bumps `VERSION`; opening a journal of another version raises `JournalSchemaMismatch`, which
+`Engine.recover` and `replay_events_from_journal` pass on. Version 1 is every journal written before the console
+events (MarketTrade, BookDepth, RiskUtilisation, HaltCompleted, VenueOrderStatus, TopOfBookChanged after the quotes).
 
 Snapshots are separate files `snapshot-<seq>.msgpack` (MessagePack envelope + CRC), written atomically (temp file,
 fsync, rename, fsync of the directory), naming the last journal seq they include and the byte offset just after it.
@@ -42,7 +49,7 @@ from engine.errors import EngineError
 from engine.protocol import Codec
 
 MAGIC = b"HFTJRNL1"
-VERSION = 1
+VERSION = 2  # the event schema (module docstring): bump it whenever the same inputs publish different events
 _HEADER = struct.Struct("<8sI")
 HEADER_SIZE = _HEADER.size
 _RECORD = struct.Struct("<II")
@@ -56,6 +63,10 @@ class JournalError(EngineError):
     """A journal or snapshot file that cannot be used (wrong magic/version, unusable directory)."""
 
 
+class JournalSchemaMismatch(JournalError):
+    """The journal was written by an engine build with another event schema: replaying it would renumber events."""
+
+
 class RecordKind(IntEnum):
     COMMAND = 1
     MARKET_DATA = 2
@@ -66,6 +77,8 @@ class RecordKind(IntEnum):
     START = 5
     # A `VenueCommandRejected`: the venue refused a command without an execution report (FIX 35=j).
     VENUE_REJECT = 6
+    # A `MassCancelReport`: the venue's one answer to a mass cancel, naming every order it canceled (FIX 35=r).
+    MASS_CANCEL_REPORT = 7
 
 
 class FsyncPolicy(IntEnum):
@@ -114,7 +127,12 @@ def _check_header(data: bytes, path: Path) -> None:
     if magic != MAGIC:
         raise JournalError("JOURNAL_BAD_MAGIC", f"{path}: not a journal (magic {magic!r})")
     if version != VERSION:
-        raise JournalError("JOURNAL_BAD_VERSION", f"{path}: journal version {version}, expected {VERSION}")
+        raise JournalSchemaMismatch(
+            "JOURNAL_EVENT_SCHEMA_MISMATCH",
+            f"{path}: written by an engine build with event schema {version}, this build publishes schema {VERSION};"
+            " replaying it would renumber events already published. Start this build on a fresh journal (or a new"
+            " engine_id) and keep the old journal for audit.",
+        )
 
 
 def iter_records(

@@ -32,6 +32,7 @@ from engine.errors import EngineError
 from engine.protocol import (
     CancelRejected,
     ExecutionReport,
+    MassCancelReport,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -77,10 +78,17 @@ class OmsCode(StrEnum):
     RECONCILED_FILL = "OMS_RECONCILED_FILL"  # ... including fills we never saw a TRADE report for
     RECONCILE_NOT_AT_VENUE = "OMS_RECONCILE_NOT_AT_VENUE"  # we think it is live, the venue does not know it
     RECONCILE_OPEN_AT_VENUE = "OMS_RECONCILE_OPEN_AT_VENUE"  # we think it is done, the venue says it is open
+    RECONCILE_STALE_ID = "OMS_RECONCILE_STALE_ID"  # "not held" for an id a replace has moved (or may have moved) off
     RECONCILE_CUM_BELOW_OURS = "OMS_RECONCILE_CUM_BELOW_OURS"  # the venue counts fewer fills than we booked
     RECONCILE_FILL_PRICE_UNKNOWN = "OMS_RECONCILE_FILL_PRICE_UNKNOWN"
     VENUE_REJECTED = "OMS_VENUE_REJECTED"  # code of an OrderRejected whose report carried none
     BAD_SNAPSHOT = "OMS_BAD_SNAPSHOT"  # restore() of another account's snapshot (raised)
+
+
+def is_stale_status(order: Order, client_order_id: str) -> bool:
+    """Whether a status answer for `client_order_id` may predate a replace of `order`: it names an id the order no
+    longer goes by, or a replace is still in flight (the venue may already hold the order under the new id)."""
+    return client_order_id != order.client_order_id or bool(order.pending_replace_id)
 
 
 class OmsError(EngineError):
@@ -104,6 +112,9 @@ _MARKET_TYPE = OrderType.MARKET
 _CANCEL_REJECTED = ExecType.CANCEL_REJECTED
 
 MASS_CANCEL_ID_PREFIX = "MASS"
+# A mass cancel report has no exec id; its request id, marked so it can never equal a venue's exec id, stands in for
+# one in the duplicate window.
+_MASS_REPORT_KEY = "35=r:"
 """Mass cancel ids are `"MASS-{n}"` from the same counter as every other id (so a replay regenerates them)."""
 
 FeeModel = Callable[["Order", int, int, bool], Decimal]
@@ -568,14 +579,17 @@ class Oms:
             order.updated_ns = now
         return msg, cancels
 
-    def query_message(self, client_order_id: str) -> VenueQueryOrder:
-        """A status query for an order (any of its ids), under the id the venue knows it by. Feed the ORDER_STATUS
-        answer to `on_execution_report` (or `reconcile`). Worth sending when a cancel or replace of a live order is
-        refused as unknown: the venue has finished the order and we missed the report that said how."""
+    def query_message(self, client_order_id: str, *, under: str = "") -> VenueQueryOrder:
+        """A status query for an order (any of its ids), under the id the venue knows it by (or `under`, one of the
+        order's ids, when the caller knows better: a replace in flight the venue may have applied). Feed the
+        ORDER_STATUS answer to `on_execution_report` (or `reconcile`). Worth sending when a cancel or replace of a
+        live order is refused as unknown: the venue has finished the order and we missed the report that said how."""
         order = self._by_id.get(client_order_id)
         if order is None:
             raise OmsError(OmsCode.UNKNOWN_ORDER, f"no order {client_order_id!r}")
-        return VenueQueryOrder(client_order_id=order.client_order_id, account=self._account, symbol=order.symbol)
+        return VenueQueryOrder(
+            client_order_id=under or order.client_order_id, account=self._account, symbol=order.symbol
+        )
 
     # ------------------------------------------------------------------ queries
 
@@ -682,6 +696,39 @@ class Oms:
             return self._on_expired(order, report)
         return self._reconcile(order, report)  # ORDER_STATUS, the only ExecType left
 
+    def on_mass_cancel_report(self, report: MassCancelReport) -> list:
+        """Apply a venue mass cancel's report: cancel every order it names, as one CANCELED report per order would.
+        Returns their `OrderCanceled` events, in the report's order. An order it names that we do not hold, or that
+        already ended (a fill won the race, or a venue that also sent the per-order reports), is counted as the
+        per-order report would be and skipped. A repeated report (a FIX resend) changes nothing."""
+        key = _MASS_REPORT_KEY + report.client_order_id
+        seen = self._exec_id_set
+        if key in seen:
+            return self._anomaly(OmsCode.DUPLICATE_EXEC_ID)
+        seen.add(key)
+        ids = self._exec_ids
+        ids.append(key)
+        if len(ids) > self._exec_id_window:
+            seen.discard(ids.popleft())
+        if report.account != self._account:
+            return self._anomaly(OmsCode.WRONG_ACCOUNT)
+        by_id = self._by_id
+        symbol = report.symbol
+        code = report.reason_code
+        ts = report.ts
+        events: list = []
+        for client_order_id, _venue_order_id in report.canceled:
+            order = by_id.get(client_order_id)
+            if order is None:
+                self._count(OmsCode.UNKNOWN_ORDER)
+            elif symbol and order.symbol != symbol:
+                self._count(OmsCode.SYMBOL_MISMATCH)
+            elif order.base_status in _TERMINAL:
+                self._count(OmsCode.CANCEL_ON_TERMINAL_ORDER)
+            else:
+                self._cancel(order, code, ts, events)
+        return events
+
     def reconcile(self, report: ExecutionReport) -> list:
         """Adopt the venue's view from an ORDER_STATUS report (a reply to `VenueQueryOrder`): missed fills become
         `OrderFilled` events, a missed ack `OrderAccepted`, a missed end `OrderCanceled`/`OrderExpired`/... so the
@@ -784,8 +831,18 @@ class Oms:
         """The venue refused a whole mass cancel (it names no order): every order still waiting on it goes back to
         its venue status, each with a `CancelRejected` naming the mass cancel, so a halted scope re-issues
         individual cancels. A reject naming no request of ours is an unknown order."""
-        request_id = r.client_order_id
-        code = r.reason_code or OmsCode.VENUE_REJECTED
+        events = self.mass_cancel_refused(
+            r.client_order_id, code=r.reason_code or OmsCode.VENUE_REJECTED, reason=r.text, ts=r.ts
+        )
+        if not events:
+            return self._anomaly(OmsCode.UNKNOWN_ORDER)
+        return events
+
+    def mass_cancel_refused(self, request_id: str, *, code: str, reason: str, ts: int) -> list:
+        """A mass cancel of ours was refused (a CANCEL_REJECTED report, or a `VenueCommandRejected` from the venue or
+        the gateway that never sent it): every order still waiting on `request_id` goes back to its venue status,
+        each with a `CancelRejected` naming the mass cancel, so a halted scope re-issues individual cancels and a
+        later halt covers them again. Empty when no order waits on `request_id`."""
         now = self._clock.now()
         events: list = []
         for order in self._working.values():
@@ -801,12 +858,10 @@ class Oms:
                     orig_client_order_id=order.client_order_id,
                     symbol=order.symbol,
                     code=code,
-                    reason=r.text,
-                    venue_ts=r.ts,
+                    reason=reason,
+                    venue_ts=ts,
                 )
             )
-        if not events:
-            return self._anomaly(OmsCode.UNKNOWN_ORDER)
         return events
 
     def _reconcile(self, order: Order, r: ExecutionReport) -> list:
@@ -817,6 +872,11 @@ class Oms:
             if open_at_venue:
                 # Cannot be revived safely from a status line; an operator has to look at it.
                 self._count(OmsCode.RECONCILE_OPEN_AT_VENUE)
+            return events
+        if not open_at_venue and is_stale_status(order, r.client_order_id):
+            # Asked under an id a replace in flight (or already applied) moves the order off: the venue applied the
+            # replace first and holds the order under the new id, so "not held" says nothing about the order.
+            self._count(OmsCode.RECONCILE_STALE_ID)
             return events
         if venue_status == _REJECTED and r.cum_quantity == 0:
             # The venue does not know the order (or no longer shows it). A PENDING_NEW order was refused; a working

@@ -57,6 +57,8 @@ SIDES: dict[int, Side] = {int(side): side for side in Side}
 
 # `VenueRequestSnapshot.depth` meaning "every level" (the books' own API spells that `depth(None)`).
 FULL_DEPTH = 0
+# Levels per side in a `BookDepth` event.
+MAX_DEPTH_LEVELS = 10
 
 # Ext type code carrying a strategy parameter Decimal: str-encoded Decimals would be indistinguishable from
 # str parameters once decoded into `dict[str, Any]`.
@@ -245,6 +247,58 @@ class RiskLimits(_Struct, frozen=True, kw_only=True):
             raise _error(ProtocolErrorCode.INVALID_FIELD, self, "restricted_symbols", "duplicate symbol")
 
 
+class TriggerSettings(_Struct, frozen=True, kw_only=True):
+    """Automatic kill-switch triggers of one scope (the wire form of `engine.trading_state.TriggerConfig`). None
+    disables a trigger; each trips the scope into its `*_action` (REDUCING or HALTED) when reached:
+    - `daily_loss`: daily P&L <= -daily_loss (money, >= 0); `drawdown`: peak-to-trough drawdown >= drawdown;
+    - `reject_rate`: venue rejects / orders sent within `reject_rate_window_ns` >= reject_rate, in (0, 1], once
+      `reject_rate_min_orders` orders were sent in the window;
+    - `heartbeat_timeout_ns`: no console heartbeat for that long (FIRM scope only).
+    Which scope may carry which trigger (no P&L triggers on an instrument, the heartbeat on the firm only) is the
+    engine's check: `SetTriggers` is refused with STATE_BAD_TRIGGER_CONFIG otherwise."""
+
+    daily_loss: Dec | None = None
+    daily_loss_action: TradingState = TradingState.HALTED
+    drawdown: Dec | None = None
+    drawdown_action: TradingState = TradingState.HALTED
+    reject_rate: Dec | None = None
+    reject_rate_window_ns: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
+    reject_rate_min_orders: PositiveCount = 1
+    reject_rate_action: TradingState = TradingState.HALTED
+    heartbeat_timeout_ns: Annotated[int, Meta(ge=1, le=MAX_INT64)] | None = None
+    heartbeat_action: TradingState = TradingState.HALTED
+
+    def _check(self) -> None:
+        for name in ("daily_loss", "drawdown", "reject_rate"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_decimal(self, name, value, ProtocolErrorCode.INVALID_FIELD, _NON_NEGATIVE)
+        for name in ("daily_loss_action", "drawdown_action", "reject_rate_action", "heartbeat_action"):
+            if getattr(self, name) == TradingState.ACTIVE:
+                raise _error(ProtocolErrorCode.INVALID_FIELD, self, name, "a trigger acts by REDUCING or HALTED")
+        rate = self.reject_rate
+        if rate is not None:
+            if rate.is_zero() or rate > 1:
+                raise _error(ProtocolErrorCode.INVALID_FIELD, self, "reject_rate", f"must be in (0, 1], got {rate}")
+            if self.reject_rate_window_ns is None:
+                raise _error(ProtocolErrorCode.INVALID_FIELD, self, "reject_rate_window_ns", "a rate needs a window")
+
+    @property
+    def empty(self) -> bool:
+        """No trigger set: the scope's triggers are removed."""
+        return (
+            self.daily_loss is None
+            and self.drawdown is None
+            and self.reject_rate is None
+            and self.heartbeat_timeout_ns is None
+        )
+
+
+class ScopeTriggerSettings(_Struct, frozen=True, kw_only=True):
+    scope: Scope
+    triggers: TriggerSettings
+
+
 class ScopeTradingState(_Struct, frozen=True, kw_only=True):
     scope: Scope
     state: TradingState
@@ -289,9 +343,56 @@ class PositionSummary(_Struct, frozen=True, kw_only=True):
     avg_price: Dec = Decimal(0)
     realized_pnl: Dec = Decimal(0)
     unrealized_pnl: Dec = Decimal(0)
+    fees: Dec = Decimal(0)  # cumulative commissions (negative = rebates); net P&L = realized + unrealized - fees
 
     def _check(self) -> None:
-        for name in ("avg_price", "realized_pnl", "unrealized_pnl"):
+        for name in ("avg_price", "realized_pnl", "unrealized_pnl", "fees"):
+            _check_decimal(self, name, getattr(self, name), ProtocolErrorCode.INVALID_FIELD, _SIGNED)
+
+
+class PriceLevel(_Struct, frozen=True, kw_only=True):
+    """One aggregated book level: price in ticks, total size in lots."""
+
+    price: PositiveTicks
+    size: PositiveLots
+
+
+class ScopeUtilisation(_Struct, frozen=True, kw_only=True):
+    """What one scope's limits are measured against right now, as the risk gate measures it (docs/risk.md).
+
+    - `open_orders`: working orders in the scope (PENDING_NEW included: an order counts the moment it is sent);
+    - `orders_in_window` / `messages_in_window`: new orders / all messages (orders, cancels, replaces, queries)
+      sent within the last `rate_window_ns` (the scope's own window, else the 1 s retention);
+    - `position`: the worst-case position in lots, current position plus every same-side working lot, for the
+      symbol and side where it is largest in magnitude (`position_symbol`): an instrument scope's net position
+      over all strategies, a strategy's own position per symbol, the firm's net per symbol; the gate compares
+      exactly this with `max_position`;
+    - `gross_exposure` / `net_exposure`: positions valued at the mark plus, worst case over symbols and sides,
+      the working orders that would grow them (net: signed, the side that moves it furthest from zero);
+    - `working_buy` / `working_sell`: working lots per side, and `working_exposure` their gross value;
+    - `daily_pnl`: realized plus unrealized since the start of the trading day (firm and strategy scopes; an
+      instrument scope sums its strategies' P&L in that symbol).
+    Money is in the firm's currency."""
+
+    scope: Scope
+    open_orders: Count = 0
+    orders_in_window: Count = 0
+    messages_in_window: Count = 0
+    rate_window_ns: Count = 0
+    position: SignedLots = 0
+    position_symbol: OptionalSymbol = ""
+    working_buy: Lots = 0
+    working_sell: Lots = 0
+    gross_exposure: Dec = Decimal(0)
+    net_exposure: Dec = Decimal(0)
+    working_exposure: Dec = Decimal(0)
+    daily_pnl: Dec = Decimal(0)
+    position_quantity: Dec = Decimal(0)  # `position` in instrument units of `position_symbol`, as `max_position` is
+
+    def _check(self) -> None:
+        for name in ("gross_exposure", "working_exposure"):
+            _check_decimal(self, name, getattr(self, name), ProtocolErrorCode.INVALID_FIELD, _NON_NEGATIVE)
+        for name in ("net_exposure", "daily_pnl", "position_quantity"):
             _check_decimal(self, name, getattr(self, name), ProtocolErrorCode.INVALID_FIELD, _SIGNED)
 
 
@@ -394,6 +495,28 @@ class ExecutionReport(_Message, frozen=True, kw_only=True):
             raise _error(ProtocolErrorCode.INVALID_FIELD, self, "last_quantity", "a TRADE report needs a fill")
 
 
+class MassCancelReport(_Message, frozen=True, kw_only=True):
+    """The venue canceled these open orders of `account` for mass cancel `client_order_id` (FIX 35=r
+    OrderMassCancelReport with its AffectedOrdGrp: tag 41 and 535 per order). One message for the whole kill, in
+    place of one CANCELED ExecutionReport per order: each order is named by the client order id the venue knows it
+    by and its venue order id, and is canceled for all its leaves. A refused mass cancel is still an ExecutionReport
+    (CANCEL_REJECTED) or a VenueCommandRejected, never this. Market data the cancels caused follows it."""
+
+    client_order_id: Id
+    account: Id
+    symbol: OptionalSymbol = ""
+    canceled: tuple[tuple[Id, Count], ...] = ()
+    reason_code: OptionalCode = ""
+    ts: Nanos
+
+    def _check(self) -> None:
+        for order_id, venue_order_id in self.canceled:
+            if not (0 < len(order_id) <= ID_MAX_LENGTH) or not (0 <= venue_order_id <= MAX_INT64):
+                raise _error(
+                    ProtocolErrorCode.INVALID_FIELD, self, "canceled", f"bad order {(order_id, venue_order_id)!r}"
+                )
+
+
 class BookDeltas(_Message, frozen=True, kw_only=True):
     """Level changes: each delta is (side, price, new total size at that price); size 0 removes the level.
     `seq` is the symbol's market-data sequence number, shared with `TradePrinted`, contiguous from 1."""
@@ -429,26 +552,8 @@ class BookSnapshot(_Message, frozen=True, kw_only=True):
     asks: tuple[Level, ...]
 
     def _check(self) -> None:
-        # Levels are strictly ordered best first (bids descending, asks ascending): a reader loads them as they
-        # come, so a repeated price would silently overwrite a level and an unsorted side would misplace the top.
-        for name, sign in (("bids", -1), ("asks", 1)):
-            previous = None
-            for price, size in getattr(self, name):
-                if not (1 <= price <= MAX_INT64):
-                    code = ProtocolErrorCode.NON_POSITIVE_PRICE if price < 1 else ProtocolErrorCode.INVALID_FIELD
-                    raise _error(code, self, name, f"bad level price {(price, size)!r}")
-                if not (1 <= size <= MAX_INT64):
-                    # INVALID_FIELD, as the decoder reports it (msgspec checks PositiveLots inside the tuple).
-                    raise _error(ProtocolErrorCode.INVALID_FIELD, self, name, f"bad level size {(price, size)!r}")
-                if previous is not None and (price - previous) * sign <= 0:
-                    order = "descending" if sign < 0 else "ascending"
-                    raise _error(
-                        ProtocolErrorCode.INVALID_FIELD,
-                        self,
-                        name,
-                        f"level price {price} after {previous}: {name} must be strictly {order}",
-                    )
-                previous = price
+        _check_levels(self, "bids", self.bids, -1)
+        _check_levels(self, "asks", self.asks, 1)
 
 
 class VenueCommandRejected(_Message, frozen=True, kw_only=True):
@@ -529,6 +634,14 @@ class SetLimits(_Command, frozen=True, kw_only=True):
     limits: RiskLimits
 
 
+class SetTriggers(_Command, frozen=True, kw_only=True):
+    """Replace the automatic triggers of `scope` (not a patch; every threshold None removes them). Latches of
+    triggers that stay configured are kept: reconfiguring is not a way around a tripped trigger."""
+
+    scope: Scope
+    triggers: TriggerSettings
+
+
 class HaltTrading(_Command, frozen=True, kw_only=True):
     """Kill switch: HALTED denies every new order in `scope` and cancels its open orders."""
 
@@ -565,16 +678,20 @@ class UpdateStrategyParams(_Command, frozen=True, kw_only=True):
     strategy_id: Id
     params: Params
     base_version: Annotated[int, Meta(ge=0, le=MAX_INT64)] | None = None
+    reason: Text = ""  # why the operator changed them; carried into StrategyParamsChanged for the history
 
     def _check(self) -> None:
         _check_params(self)
 
 
 class RollbackStrategyParams(_Command, frozen=True, kw_only=True):
-    """Re-apply the parameters of an earlier `version` (creating a new version)."""
+    """Re-apply the parameters of an earlier `version` (creating a new version); `base_version` is compare-and-set
+    as for `UpdateStrategyParams`."""
 
     strategy_id: Id
     version: PositiveCount
+    reason: Text = ""
+    base_version: Annotated[int, Meta(ge=0, le=MAX_INT64)] | None = None
 
 
 class Heartbeat(_Command, frozen=True, kw_only=True):
@@ -589,6 +706,15 @@ class RequestReplay(_Command, frozen=True, kw_only=True):
 
 class RequestStateSnapshot(_Command, frozen=True, kw_only=True):
     """Answered by `StateSnapshot`."""
+
+
+class QueryVenueOrders(_Command, frozen=True, kw_only=True):
+    """Ask the venue the status of every working order in `scope` (FIX OrderStatusRequest, 35=H). Answered by
+    `CommandAccepted`; then one `VenueOrderStatus` per answer and a final `VenueStatusComplete` once every order
+    is answered or `timeout_ns` (engine clock; 0 = the engine's `venue_query_timeout_ns`) has passed."""
+
+    scope: Scope
+    timeout_ns: Count = 0
 
 
 # --- engine -> console events (published inside EventEnvelope) -------------------------------------------------
@@ -710,10 +836,12 @@ class PositionChanged(_Message, frozen=True, kw_only=True):
     quantity: SignedLots
     avg_price: Dec
     realized_pnl: Dec
+    fees: Dec = Decimal(0)  # cumulative commissions of this strategy in this symbol (not in realized_pnl)
 
     def _check(self) -> None:
         _check_decimal(self, "avg_price", self.avg_price, ProtocolErrorCode.INVALID_FIELD, _NON_NEGATIVE)
         _check_decimal(self, "realized_pnl", self.realized_pnl, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
+        _check_decimal(self, "fees", self.fees, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
 
 
 class PnlUpdated(_Message, frozen=True, kw_only=True):
@@ -721,10 +849,12 @@ class PnlUpdated(_Message, frozen=True, kw_only=True):
     realized_pnl: Dec
     unrealized_pnl: Dec
     currency: Annotated[str, Meta(max_length=16)] = ""
+    fees: Dec = Decimal(0)  # cumulative commissions in the scope (not in realized_pnl)
 
     def _check(self) -> None:
         _check_decimal(self, "realized_pnl", self.realized_pnl, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
         _check_decimal(self, "unrealized_pnl", self.unrealized_pnl, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
+        _check_decimal(self, "fees", self.fees, ProtocolErrorCode.INVALID_FIELD, _SIGNED)
 
 
 class TradingStateChanged(_Message, frozen=True, kw_only=True):
@@ -742,6 +872,15 @@ class TradingStateChanged(_Message, frozen=True, kw_only=True):
 class LimitsChanged(_Message, frozen=True, kw_only=True):
     scope: Scope
     limits: RiskLimits
+    operator: Id
+    command_id: OptionalId = ""
+
+
+class TriggersChanged(_Message, frozen=True, kw_only=True):
+    """Triggers now in force for `scope` (after a `SetTriggers`)."""
+
+    scope: Scope
+    triggers: TriggerSettings
     operator: Id
     command_id: OptionalId = ""
 
@@ -764,6 +903,7 @@ class StrategyParamsChanged(_Message, frozen=True, kw_only=True):
     operator: Id
     rolled_back_to: Count = 0
     command_id: OptionalId = ""
+    reason: Text = ""
 
     def _check(self) -> None:
         _check_params(self)
@@ -787,6 +927,91 @@ class EngineHeartbeat(_Message, frozen=True, kw_only=True):
     firm_state: TradingState
 
 
+class MarketTrade(_Message, frozen=True, kw_only=True):
+    """A public trade printed by the venue (ours included), from its `TradePrinted`."""
+
+    symbol: Symbol
+    price: PositiveTicks
+    quantity: PositiveLots
+    aggressor: Side
+    venue_ts: Nanos = 0
+    trade_id: Count = 0
+
+
+class BookDepth(_Message, frozen=True, kw_only=True):
+    """The top `depth_levels` (10) levels per side, best first; sent at most every `depth_interval_ns` per symbol
+    and only when the book changed since the last one. An empty side is an empty tuple."""
+
+    symbol: Symbol
+    bids: Annotated[tuple[PriceLevel, ...], Meta(max_length=MAX_DEPTH_LEVELS)] = ()
+    asks: Annotated[tuple[PriceLevel, ...], Meta(max_length=MAX_DEPTH_LEVELS)] = ()
+    venue_ts: Nanos = 0
+
+    def _check(self) -> None:
+        _check_levels(self, "bids", [(level.price, level.size) for level in self.bids], -1)
+        _check_levels(self, "asks", [(level.price, level.size) for level in self.asks], 1)
+        for name in ("bids", "asks"):
+            if len(getattr(self, name)) > MAX_DEPTH_LEVELS:
+                raise _error(ProtocolErrorCode.INVALID_FIELD, self, name, f"more than {MAX_DEPTH_LEVELS} levels")
+
+
+class HaltCompleted(_Message, frozen=True, kw_only=True):
+    """Every order that was working in `scope` when it was HALTED is now closed at the venue: canceled
+    (`orders_canceled`), or filled / expired / rejected before the cancel reached it (`orders_closed_otherwise`).
+    `elapsed_ns` is engine-clock time from the halt (the `HaltTrading` command, or the automatic trigger) to the
+    last acknowledgement; 0 orders gives an immediate HaltCompleted with elapsed 0. `command_id` is the
+    HaltTrading's, empty for an automatic trigger (whose reason code is then in `code`)."""
+
+    scope: Scope
+    orders_canceled: Count
+    elapsed_ns: Nanos
+    command_id: OptionalId = ""
+    orders_closed_otherwise: Count = 0
+    code: OptionalCode = ""
+
+
+class RiskUtilisation(_Message, frozen=True, kw_only=True):
+    """Every `utilisation_interval_ns`: the firm, then every strategy and instrument scope that has limits."""
+
+    scopes: tuple[ScopeUtilisation, ...]
+
+
+class VenueOrderStatus(_Message, frozen=True, kw_only=True):
+    """The venue's answer about one order asked for by `QueryVenueOrders` (`command_id`). `known` is False when
+    the venue does not know the order (status REJECTED, quantities 0); the `engine_*` fields are the engine's own
+    view when it asked, so a difference is a reconciliation break (the engine then adopts the venue's view, as it
+    does for any status report)."""
+
+    command_id: Id
+    client_order_id: Id
+    strategy_id: Id
+    symbol: Symbol
+    status: OrderStatus
+    leaves_quantity: Lots
+    cum_quantity: Lots
+    venue_order_id: Count = 0
+    known: bool = True
+    engine_status: OrderStatus | None = None
+    engine_leaves_quantity: Lots = 0
+    engine_cum_quantity: Lots = 0
+    code: OptionalCode = ""
+    venue_ts: Nanos = 0
+
+
+class VenueStatusComplete(_Message, frozen=True, kw_only=True):
+    """End of a `QueryVenueOrders`: `requested` queries sent, `answered` answers received. When `timed_out` the
+    engine stopped waiting; `unanswered` lists the client order ids with no answer (refused or timed out)."""
+
+    command_id: Id
+    requested: Count
+    answered: Count
+    timed_out: bool = False
+    unanswered: Annotated[tuple[Id, ...], Meta(max_length=100_000)] = ()
+
+    def _check(self) -> None:
+        _check_strings(self, "unanswered", self.unanswered, ID_MAX_LENGTH)
+
+
 Event = (
     OrderSubmitted
     | OrderAccepted
@@ -805,6 +1030,13 @@ Event = (
     | StrategyParamsChanged
     | TopOfBookChanged
     | EngineHeartbeat
+    | MarketTrade
+    | BookDepth
+    | HaltCompleted
+    | RiskUtilisation
+    | VenueOrderStatus
+    | VenueStatusComplete
+    | TriggersChanged
 )
 
 
@@ -868,12 +1100,14 @@ class StateSnapshot(_Message, frozen=True, kw_only=True):
     strategies: tuple[StrategySummary, ...] = ()
     orders: tuple[OrderSummary, ...] = ()
     positions: tuple[PositionSummary, ...] = ()
+    utilisation: tuple[ScopeUtilisation, ...] = ()
+    triggers: tuple[ScopeTriggerSettings, ...] = ()
 
 
 VenueCommand = (
     VenuePlaceOrder | VenueCancelOrder | VenueReplaceOrder | VenueMassCancel | VenueQueryOrder | VenueRequestSnapshot
 )
-VenueEvent = ExecutionReport | BookDeltas | TradePrinted | BookSnapshot | VenueCommandRejected
+VenueEvent = ExecutionReport | BookDeltas | TradePrinted | BookSnapshot | VenueCommandRejected | MassCancelReport
 Command = (
     SubmitOrder
     | CancelOrder
@@ -890,6 +1124,8 @@ Command = (
     | Heartbeat
     | RequestReplay
     | RequestStateSnapshot
+    | QueryVenueOrders
+    | SetTriggers
 )
 Reply = CommandAccepted | CommandRejected | ReplayBatch | StateSnapshot
 Message = VenueCommand | VenueEvent | Command | Reply | EventEnvelope | Event
@@ -900,7 +1136,19 @@ COMMAND_TYPES: tuple[type[_Message], ...] = get_args(Command)
 REPLY_TYPES: tuple[type[_Message], ...] = get_args(Reply)
 EVENT_TYPES: tuple[type[_Message], ...] = get_args(Event)
 MESSAGE_TYPES: tuple[type[_Message], ...] = get_args(Message)
-_VALUE_TYPES = (Scope, RiskLimits, ScopeTradingState, ScopeLimits, StrategySummary, OrderSummary, PositionSummary)
+_VALUE_TYPES = (
+    Scope,
+    RiskLimits,
+    ScopeTradingState,
+    ScopeLimits,
+    StrategySummary,
+    OrderSummary,
+    PositionSummary,
+    PriceLevel,
+    ScopeUtilisation,
+    TriggerSettings,
+    ScopeTriggerSettings,
+)
 _TAGS = frozenset(cls.__name__ for cls in MESSAGE_TYPES)
 
 
@@ -945,6 +1193,29 @@ def _check_order_shape(obj: object, order_type: OrderType, has_price: bool, pric
             raise _error(ProtocolErrorCode.INVALID_FIELD, obj, "price", f"a MARKET order has no price, got {price}")
         if post_only:
             raise _error(ProtocolErrorCode.INVALID_FIELD, obj, "post_only", "a MARKET order cannot be post-only")
+
+
+def _check_levels(obj: object, name: str, levels: Any, sign: int) -> None:
+    """Book levels (price, size) strictly ordered best first (bids descending: sign -1, asks ascending: +1): a
+    reader loads them as they come, so a repeated price would silently overwrite a level and an unsorted side
+    would misplace the top."""
+    previous = None
+    for price, size in levels:
+        if not (1 <= price <= MAX_INT64):
+            code = ProtocolErrorCode.NON_POSITIVE_PRICE if price < 1 else ProtocolErrorCode.INVALID_FIELD
+            raise _error(code, obj, name, f"bad level price {(price, size)!r}")
+        if not (1 <= size <= MAX_INT64):
+            # INVALID_FIELD, as the decoder reports it (msgspec checks PositiveLots inside the tuple).
+            raise _error(ProtocolErrorCode.INVALID_FIELD, obj, name, f"bad level size {(price, size)!r}")
+        if previous is not None and (price - previous) * sign <= 0:
+            order = "descending" if sign < 0 else "ascending"
+            raise _error(
+                ProtocolErrorCode.INVALID_FIELD,
+                obj,
+                name,
+                f"level price {price} after {previous}: {name} must be strictly {order}",
+            )
+        previous = price
 
 
 def _check_strings(obj: object, name: str, values: tuple[str, ...], max_length: int) -> None:
@@ -1316,6 +1587,7 @@ __all__ = [
     "COMMAND_TYPES",
     "EVENT_TYPES",
     "FULL_DEPTH",
+    "MAX_DEPTH_LEVELS",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "REPLY_TYPES",
@@ -1323,6 +1595,7 @@ __all__ = [
     "VENUE_COMMAND_TYPES",
     "VENUE_EVENT_TYPES",
     "BookDeltas",
+    "BookDepth",
     "BookSnapshot",
     "CancelAllOrders",
     "CancelOrder",
@@ -1336,11 +1609,14 @@ __all__ = [
     "EventEnvelope",
     "ExecType",
     "ExecutionReport",
+    "HaltCompleted",
     "HaltTrading",
     "Heartbeat",
     "Instrument",
     "InstrumentRegistry",
     "LimitsChanged",
+    "MarketTrade",
+    "MassCancelReport",
     "Message",
     "OrderAccepted",
     "OrderCanceled",
@@ -1356,8 +1632,10 @@ __all__ = [
     "PnlUpdated",
     "PositionChanged",
     "PositionSummary",
+    "PriceLevel",
     "ProtocolError",
     "ProtocolErrorCode",
+    "QueryVenueOrders",
     "ReduceTrading",
     "ReplaceOrder",
     "ReplayBatch",
@@ -1366,12 +1644,16 @@ __all__ = [
     "RequestStateSnapshot",
     "ResumeTrading",
     "RiskLimits",
+    "RiskUtilisation",
     "RollbackStrategyParams",
     "Scope",
     "ScopeKind",
     "ScopeLimits",
     "ScopeTradingState",
+    "ScopeTriggerSettings",
+    "ScopeUtilisation",
     "SetLimits",
+    "SetTriggers",
     "Side",
     "StartStrategy",
     "StateSnapshot",
@@ -1386,14 +1668,18 @@ __all__ = [
     "TradePrinted",
     "TradingState",
     "TradingStateChanged",
+    "TriggerSettings",
+    "TriggersChanged",
     "UpdateStrategyParams",
     "VenueCancelOrder",
     "VenueCommand",
     "VenueCommandRejected",
     "VenueEvent",
     "VenueMassCancel",
+    "VenueOrderStatus",
     "VenuePlaceOrder",
     "VenueQueryOrder",
     "VenueReplaceOrder",
     "VenueRequestSnapshot",
+    "VenueStatusComplete",
 ]

@@ -137,6 +137,16 @@ def _prune(window: deque[int], horizon: int) -> int:
     return len(window)
 
 
+def _count_after(window: deque[int], horizon: int) -> int:
+    """Timestamps after `horizon` (the newest are at the right: count from there and stop at the first older)."""
+    n = 0
+    for ts in reversed(window):
+        if ts <= horizon:
+            break
+        n += 1
+    return n
+
+
 def _reduces(position: int, side: Side, worst_case_lots: int) -> bool:
     """Whether filling `worst_case_lots` on `side` brings |position| down without crossing through zero."""
     if position > 0:
@@ -845,6 +855,27 @@ class RiskGate:
             retention = limits.rate_window_ns
         windows.messages.append(now)
         _prune(windows.messages, now - retention)
+
+    def rate_counts(self, scope: Scope, now: int) -> tuple[int, int, int]:
+        """(orders, messages) the scope sent within its rate window ending at `now`, and that window in ns (the
+        scope's `rate_window_ns`, else the retention every level keeps): what its rate limits compare with. Reads
+        only, off the order path (the utilisation timer and state snapshots, which are not journaled, so nothing
+        here may change state: the windows are counted, not pruned)."""
+        kind = scope.kind
+        if kind == _FIRM:
+            windows = self._firm_windows
+        elif kind == _STRATEGY:
+            windows = self._strategy_windows.get(scope.name)
+        else:
+            windows = self._symbol_windows.get(scope.name)
+        limits = self._limits.get(_key(scope))
+        window_ns = DEFAULT_RATE_RETENTION_NS
+        if limits is not None and limits.rate_window_ns is not None:
+            window_ns = limits.rate_window_ns
+        if windows is None:
+            return 0, 0, window_ns
+        horizon = now - window_ns
+        return _count_after(windows.orders, horizon), _count_after(windows.messages, horizon), window_ns
 
     # --- snapshot ----------------------------------------------------------------------------------------------
 

@@ -326,6 +326,10 @@ class TradingStates:
     def triggers(self, scope: Scope) -> TriggerConfig | None:
         return self._configs.get(_key(scope))
 
+    def all_triggers(self) -> list[tuple[Scope, TriggerConfig]]:
+        """Every scope's triggers, sorted by scope."""
+        return [(_scope(key), config) for key, config in sorted(self._configs.items())]
+
     def on_heartbeat(self, now: int) -> None:
         """A console heartbeat arrived (the dead-man's hand is still on the lever)."""
         self._last_heartbeat_ns = now

@@ -174,6 +174,10 @@ def _engine(
             ),
         ),
         publish_top_of_book=False,
+        # Nobody watches a backtest live: no per-trade, depth or utilisation events to build and throw away.
+        publish_market_trades=False,
+        depth_interval_ns=0,
+        utilisation_interval_ns=0,
         # Our simulated orders never entered the recorded book, so there is nothing of ours to take out of it.
         market_data_includes_own_orders=not recorded,
         # The recorded stream was validated by its reader (load_binance) and is sequenced by construction.

@@ -45,6 +45,7 @@ from engine.protocol import (
     BookDeltas,
     Codec,
     ExecutionReport,
+    MassCancelReport,
     ProtocolError,
     ProtocolErrorCode,
     TradePrinted,
@@ -173,6 +174,7 @@ class VenueService:
         self._exec_prefix = f"B{self.boot}-"
         self._order_id_base = self.boot * 10**12
         self.app = VenueFixApp(instruments, self._submit)
+        convert.data_dictionary()  # loaded now, not on the first kill's clock
         self._settings = session_settings(fix_config, self.var_dir / "fix")
         self._session_ids = session_ids(fix_config)
         self._sender = fix_config.sender_comp_id
@@ -295,10 +297,27 @@ class VenueService:
                 log.info("session %s logged on", session_id.toString())
 
     def _mass_cancel(self, command: VenueMassCancel, session_id: fix.SessionID, fix_type: str) -> None:
-        """One venue mass cancel per account the session owns, then one OrderMassCancelReport (35=r)."""
+        """A 35=q covers every account the session owns (FIX 4.4 gives it no Account): one venue mass cancel per
+        account, answered by ONE OrderMassCancelReport (35=r) listing every order they canceled. One 35=r per
+        account, all under the request's ClOrdID and none naming its account, could not be told apart: the
+        initiator would credit one account's orders to another and take the rest for a resend."""
+        accounts = self.app.accounts_of(_session_key(session_id)) or [command.account]
+        merged: MassCancelReport | None = None
         messages: list = []
-        for account in self.app.accounts_of(_session_key(session_id)):
-            messages += self.venue.handle(msgspec.structs.replace(command, account=account))
+        for i, account in enumerate(accounts):
+            for msg in self.venue.handle(msgspec.structs.replace(command, account=account)):
+                kind = type(msg)
+                if kind is MassCancelReport:
+                    merged = (
+                        msg
+                        if merged is None
+                        else msgspec.structs.replace(merged, canceled=merged.canceled + msg.canceled)
+                    )
+                elif i == 0 or kind is BookDeltas or kind is TradePrinted:
+                    # A refusal (unknown symbol, bad id) is the same for every account: answered once.
+                    messages.append(msg)
+        if merged is not None:
+            messages.insert(0, merged)  # market data the cancels caused follows the report, as from the venue
         self._dispatch(messages, None, fix_type, command, session_id)
 
     def _cancel_on_disconnect(self, session_id: fix.SessionID) -> None:
@@ -306,29 +325,28 @@ class VenueService:
         for account in self.app.accounts_of(comp_id):
             if not self.venue.open_orders(account):
                 continue
-            cmd = VenueMassCancel(client_order_id=f"COD-{self.boot}-{time.time_ns()}", account=account)
-            messages = self.venue.handle(cmd)
+            # One 35=8 per order: the session that gets them at its next logon never asked, and a 35=r would not
+            # say whose orders they were (it has no Account field).
+            messages = self.venue.mass_cancel(
+                client_order_id=f"COD-{self.boot}-{time.time_ns()}", account=account, per_order_reports=True
+            )
             log.info("cancel-on-disconnect: %s lost its session, %d messages", account, len(messages))
             self._dispatch(messages, None, "")
 
     def _dispatch(self, messages: list, source, fix_type: str, command=None, session_id=None) -> None:
         """Send reports to their sessions, publish market data, and let the flow/replay see the rest."""
-        canceled = 0
         for msg in messages:
             kind = type(msg)
             if kind is ExecutionReport:
-                if msg.exec_type == ExecType.CANCELED and type(command) is VenueMassCancel:
-                    canceled += 1
                 self._send_report(msg, fix_type)
+            elif kind is MassCancelReport:
+                self._send_mass_cancel_report(msg)
             elif kind is BookDeltas or kind is TradePrinted:
                 self.pub.send_multipart((msg.symbol.encode(), self.codec.encode(msg)), copy=False)
                 self.published += 1
             elif kind is VenueCommandRejected and session_id is not None:
                 reject = convert.business_reject_to_fix(0, fix_type, msg.client_order_id, msg.code, msg.reason)
                 fix.Session.sendToTarget(reject, session_id)
-        if type(command) is VenueMassCancel and session_id is not None:
-            report = convert.mass_cancel_report_to_fix(command.client_order_id, command.symbol, canceled, self._clock())
-            fix.Session.sendToTarget(report, session_id)
         for driver in self._drivers:
             if driver is not source:
                 driver.observe(messages)
@@ -352,6 +370,20 @@ class VenueService:
             session_id = self._owner_sessions[owner] = fix.SessionID("FIX.4.4", self._sender, owner)
         # A session that is logged out still gets the report: QuickFIX stores it under the next sequence number and
         # the counterparty's resend request fetches it at the next logon.
+        fix.Session.sendToTarget(msg, session_id)
+
+    def _send_mass_cancel_report(self, report: MassCancelReport) -> None:
+        """One 35=r naming every order the mass cancel canceled, to the account's session (cancel-on-disconnect
+        included: a logged-out session gets it at its next logon's resend, as for a 35=8)."""
+        owner = self.app.owner(report.account)
+        if owner is None:
+            return
+        for _client_order_id, venue_order_id in report.canceled:
+            self._avg.pop(venue_order_id, None)  # as `_avg_px` does for a terminal 35=8
+        msg = convert.mass_cancel_report_to_fix(report, order_id_base=self._order_id_base)
+        session_id = self._owner_sessions.get(owner)
+        if session_id is None:
+            session_id = self._owner_sessions[owner] = fix.SessionID("FIX.4.4", self._sender, owner)
         fix.Session.sendToTarget(msg, session_id)
 
     def _avg_px(self, report: ExecutionReport) -> Decimal | None:

@@ -37,6 +37,7 @@ from engine.protocol import (
     MAX_INT64,
     TEXT_MAX_LENGTH,
     ExecutionReport,
+    MassCancelReport,
     VenueCancelOrder,
     VenueCommandRejected,
     VenueMassCancel,
@@ -82,6 +83,8 @@ CXL_REJ_RESPONSE_TO = 434
 MASS_CANCEL_REQUEST_TYPE = 530
 MASS_CANCEL_RESPONSE = 531
 TOTAL_AFFECTED_ORDERS = 533
+NO_AFFECTED_ORDERS = 534
+_NO_AFFECTED_ORDERS_TEXT = str(NO_AFFECTED_ORDERS)
 LAST_LIQUIDITY_IND = 851
 SESSION_REJECT_REASON = 373
 REF_TAG_ID = 371
@@ -573,19 +576,88 @@ def business_reject_to_fix(ref_seq_num: int, ref_msg_type: str, ref_id: str, cod
     return msg
 
 
-def mass_cancel_report_to_fix(client_order_id: str, symbol: str, affected: int, ts: int) -> fix.Message:
-    """35=r after the per-order CANCELED reports of a mass cancel (FIX answers a 35=q with one)."""
-    msg = _new(ORDER_MASS_CANCEL_REPORT)
-    msg.setField(CL_ORD_ID, client_order_id)
-    msg.setField(ORDER_ID, client_order_id)
-    request_type = MASS_CANCEL_SECURITY if symbol else MASS_CANCEL_ALL
-    msg.setField(MASS_CANCEL_REQUEST_TYPE, request_type)
-    msg.setField(MASS_CANCEL_RESPONSE, request_type)  # "cancel orders for a security" / "all orders" = accepted
-    msg.setField(TOTAL_AFFECTED_ORDERS, str(affected))
-    if symbol:
-        msg.setField(SYMBOL, symbol)
-    msg.setField(TRANSACT_TIME, format_utc_ns(ts))
+def mass_cancel_report_to_fix(report: MassCancelReport, *, order_id_base: int = 0) -> fix.Message:
+    """35=r answering a 35=q, with every order it canceled in its AffectedOrdGrp (534, then 41 = the order's client
+    order id and 535 = its OrderID per order). This one message stands for the per-order CANCELED reports (FIX 4.4
+    lets a venue list the affected orders here; ours sends nothing else for them). Built from text like the 35=8
+    fast path, but parsed against FIX44.xml, since without the dictionary QuickFIX files a group's repeated tags by
+    tag number and the entries come apart."""
+    request_type = MASS_CANCEL_SECURITY if report.symbol else MASS_CANCEL_ALL
+    canceled = report.canceled
+    pairs = [
+        (CL_ORD_ID, report.client_order_id),
+        (ORDER_ID, report.client_order_id),
+        (MASS_CANCEL_REQUEST_TYPE, request_type),
+        (MASS_CANCEL_RESPONSE, request_type),  # "cancel orders for a security" / "all orders" = accepted
+        (TOTAL_AFFECTED_ORDERS, str(len(canceled))),
+        (TRANSACT_TIME, format_utc_ns(report.ts)),
+    ]
+    if report.symbol:
+        pairs.append((SYMBOL, report.symbol))
+    if report.reason_code:
+        pairs.append((TEXT, report.reason_code))
+    body = "".join([f"{tag}={value}\x01" for tag, value in pairs])
+    if canceled:
+        entries = "".join([f"41={order_id}\x01535={order_id_base + venue_id}\x01" for order_id, venue_id in canceled])
+        body += f"{NO_AFFECTED_ORDERS}={len(canceled)}\x01{entries}"
+    msg = fix.Message()
+    msg.setString(f"8=FIX.4.4\x019=0\x0135={ORDER_MASS_CANCEL_REPORT}\x01{body}10=000\x01", False, data_dictionary())
     return msg
+
+
+_DICTIONARY: list[fix.DataDictionary] = []
+
+
+def data_dictionary() -> fix.DataDictionary:
+    """FIX44.xml, loaded once (a few ms) on first use."""
+    if not _DICTIONARY:
+        from engine.fix.settings import data_dictionary_path
+
+        _DICTIONARY.append(fix.DataDictionary(str(data_dictionary_path())))
+    return _DICTIONARY[0]
+
+
+def fix_to_mass_cancel_report(text: str, account: str) -> MassCancelReport | None:
+    """The protocol `MassCancelReport` of a received 35=r (`text`: the message as `toString()` gives it), or None
+    when it lists no affected orders: a venue that follows the letter of FIX 4.4 sends one CANCELED 35=8 per order
+    as well, and those close the orders. `account`: the one our mass cancel named (35=r has no Account field).
+    Raises FixConvertError for a group whose entries do not add up."""
+    fields = text.split("\x01")
+    values: dict[int, str] = {}
+    canceled: list[tuple[str, int]] = []
+    count = -1
+    i, n = 0, len(fields)
+    while i < n:
+        tag, _, value = fields[i].partition("=")
+        i += 1
+        if tag != _NO_AFFECTED_ORDERS_TEXT:
+            if tag.isdigit():
+                values.setdefault(int(tag), value)
+            continue
+        count = int(value) if value.isdigit() else -1
+        # The group's entries follow their count; each opens with 41 (the first field of AffectedOrdGrp).
+        while i < n:
+            tag, _, value = fields[i].partition("=")
+            if tag == "41":
+                canceled.append((value, 0))
+            elif tag == "535" and canceled:
+                canceled[-1] = (canceled[-1][0], int(value) if value.isdigit() and int(value) <= MAX_INT64 else 0)
+            elif tag != "536":
+                break
+            i += 1
+    if count < 0 and not canceled:
+        return None
+    if count != len(canceled):
+        raise FixConvertError("BAD_GROUP", f"NoAffectedOrders says {count}, the group holds {len(canceled)}")
+    code, _text = split_code(values.get(TEXT, ""))
+    return MassCancelReport(
+        client_order_id=values.get(CL_ORD_ID, "")[:ID_MAX_LENGTH] or "?",
+        account=account,
+        symbol=values.get(SYMBOL, ""),
+        canceled=tuple(canceled),
+        reason_code=code,
+        ts=parse_utc_ns(values[TRANSACT_TIME]) if TRANSACT_TIME in values else 0,
+    )
 
 
 # --- venue -> engine: FIX to protocol (gateway side) ------------------------------------------------------------

@@ -7,7 +7,7 @@ QuickFIX's thread runs the session and queues what arrives).
     gateway.start()
     ...                                    # engine loop
     gateway.send(VenuePlaceOrder(...))     # engine thread
-    for msg in gateway.poll():             # ExecutionReport / VenueCommandRejected, in arrival order
+    for msg in gateway.poll():             # ExecutionReport / MassCancelReport / VenueCommandRejected, in order
         engine.handle_venue_message(msg)
 
 The session layer is QuickFIX's: logon, heartbeats and test requests, sequence numbers kept in a FileStore under
@@ -29,6 +29,7 @@ resend minutes later. A cancel or mass cancel is refused the same way; the venue
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import quickfix as fix
 
 from engine.enums import OrderType, Side, TimeInForce
@@ -104,6 +106,7 @@ class FixGateway:
         instruments: InstrumentRegistry,
         *,
         var_dir: Path | str,
+        account: str = "",
         on_reconnect: Callable[[], None] | None = None,
         wake: Callable[[], None] | None = None,
         supports_mass_cancel: bool = True,
@@ -138,6 +141,10 @@ class FixGateway:
         self.duplicates_dropped = 0
         self.inbound_errors = 0
         self.mass_cancel_reports: deque[tuple[str, int]] = deque(maxlen=1000)  # (ClOrdID, TotalAffectedOrders)
+        self._mass_accounts: dict[str, str] = {}  # mass cancel ClOrdID -> the account it named (engine thread writes)
+        # The engine's account: a 35=r has no Account field, and after a restart the request it answers may be one
+        # this process never sent (or the venue's cancel-on-disconnect), so the report is named with this.
+        self._account = account
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -244,12 +251,17 @@ class FixGateway:
             self._remember(command.client_order_id, replaced)
             msg = convert.replace_to_fix(command, record, self.instruments)
         elif kind is VenueMassCancel:
+            self._mass_accounts[command.client_order_id] = command.account
+            if len(self._mass_accounts) > _MAX_EXEC_IDS:
+                del self._mass_accounts[next(iter(self._mass_accounts))]
             msg = convert.mass_cancel_to_fix(command)
         elif kind is VenueQueryOrder:
             msg = convert.query_to_fix(command, records.get(command.client_order_id))
         else:
             self._refuse(command, "VENUE_UNKNOWN_COMMAND", f"the FIX gateway does not send {kind.__name__}")
             return
+        if not self._account:  # a gateway built without one learns it from the first order command
+            self._account = getattr(command, "account", "")
         if not fix.Session.sendToTarget(msg, self._session_id):
             self._refuse(command, "GATEWAY_SEND_FAILED", "QuickFIX did not take the message")
             return
@@ -305,6 +317,7 @@ class FixGateway:
             self._wake()
 
     def _inbound(self, message: fix.Message) -> None:
+        raw = message
         message = convert.Fields.of(message)  # one call into QuickFIX for all the fields
         kind = message[convert.MSG_TYPE]
         try:
@@ -317,8 +330,22 @@ class FixGateway:
             elif kind == convert.BUSINESS_MESSAGE_REJECT:
                 self._push(convert.fix_to_command_rejected(message))
             elif kind == convert.ORDER_MASS_CANCEL_REPORT:
+                request_id = convert.get(message, convert.CL_ORD_ID, "")
                 affected = convert.get(message, convert.TOTAL_AFFECTED_ORDERS, "0")
-                self.mass_cancel_reports.append((convert.get(message, convert.CL_ORD_ID, ""), int(affected)))
+                self.mass_cancel_reports.append((request_id, int(affected)))
+                # 35=r has no Account: the one our request named (or, for one we never sent, such as the venue's
+                # cancel-on-disconnect, the engine's account this gateway was built with).
+                account = self._mass_accounts.get(request_id) or self._account or "?"
+                report = convert.fix_to_mass_cancel_report(raw.toString(), account)
+                if report is not None:
+                    # The venue answers a 35=q with one 35=r; only a resend (PossDupFlag) of the very same report is
+                    # a duplicate. Another 35=r under the same request id is new content and must reach the engine.
+                    content = hashlib.sha256(msgspec.msgpack.encode(report)).hexdigest()
+                    first = self._first_time(f"35=r:{request_id}:{content}")
+                    if not first and message.get(convert.POSS_DUP_FLAG) == "Y":
+                        self.duplicates_dropped += 1
+                        return
+                    self._push(report)
             else:
                 raise fix.UnsupportedMessageType()
         except (FixConvertError, ProtocolError, ValueError) as exc:

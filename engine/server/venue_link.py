@@ -61,7 +61,8 @@ class _RenumberingGateway(InProcessGateway):
 class InProcessVenueLink:
     def __init__(self, config: Any, clock: Any) -> None:
         symbols = list(config.instruments.symbols)
-        self.venue = Venue(symbols, clock=clock.now)
+        # One exec-id prefix per process start: the venue restarts empty, the recovered OMS remembers exec ids.
+        self.venue = Venue(symbols, clock=clock.now, exec_id_prefix=f"{clock.now()}-")
         self.gateway = _RenumberingGateway(self.venue, config.engine.account)
         self.flows = [
             PoissonFlow(
@@ -239,6 +240,7 @@ class FixVenueLink:
             fix_session_config(config.venue),
             config.instruments,
             var_dir=config.fix_var_dir,
+            account=config.engine.account,
             on_reconnect=self._reconcile,
             wake=self._wake,
         )

@@ -90,9 +90,11 @@ class Strategy:
         self._apply_params(self.param_set.current)
         return version
 
-    def rollback_params(self, version: int, *, operator: str, reason: str = "", ts: int) -> int:
+    def rollback_params(
+        self, version: int, *, operator: str, reason: str = "", ts: int, base_version: int | None = None
+    ) -> int:
         new_version = self.param_set.rollback(
-            version, operator=operator, reason=reason, ts=ts, check=self._check_params
+            version, operator=operator, reason=reason, ts=ts, base_version=base_version, check=self._check_params
         )
         self._apply_params(self.param_set.current)
         return new_version

@@ -163,23 +163,35 @@ class ParamSet:
         `base_version`, when given, makes it compare-and-set: refused unless it is the version in force. `check`,
         when given, sees the validated candidate before it is applied and may refuse it by raising StrategyError.
         """
-        if base_version is not None and base_version != self.version:
-            raise StrategyError(
-                PARAM_VERSION_CONFLICT, f"base version {base_version} is not the current version {self.version}"
-            )
+        self._check_base(base_version)
         params = self.validate(changes)
         if check is not None:
             check(params)
         return self._append(params, operator=operator, reason=reason, ts=ts, rolled_back_to=0)
 
     def rollback(
-        self, version: int, *, operator: str, reason: str = "", ts: int, check: Callable[[Any], None] | None = None
+        self,
+        version: int,
+        *,
+        operator: str,
+        reason: str = "",
+        ts: int,
+        base_version: int | None = None,
+        check: Callable[[Any], None] | None = None,
     ) -> int:
-        """Put the set of an earlier `version` back in force as a new version (history is never rewritten)."""
+        """Put the set of an earlier `version` back in force as a new version (history is never rewritten);
+        `base_version` is compare-and-set as for `update`."""
+        self._check_base(base_version)
         params = self.get(version).params
         if check is not None:
             check(params)
         return self._append(params, operator=operator, reason=reason, ts=ts, rolled_back_to=version)
+
+    def _check_base(self, base_version: int | None) -> None:
+        if base_version is not None and base_version != self.version:
+            raise StrategyError(
+                PARAM_VERSION_CONFLICT, f"base version {base_version} is not the current version {self.version}"
+            )
 
     def _append(self, params: Any, *, operator: str, reason: str, ts: int, rolled_back_to: int) -> int:
         version = self.version + 1

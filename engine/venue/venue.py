@@ -34,6 +34,7 @@ from engine.protocol import (
     BookDeltas,
     BookSnapshot,
     ExecutionReport,
+    MassCancelReport,
     TradePrinted,
     VenueCancelOrder,
     VenueCommandRejected,
@@ -85,8 +86,14 @@ class Venue:
     Self-trade prevention (default on) is "cancel resting": see `MatchingCore`.
     """
 
-    def __init__(self, symbols: Iterable[str], *, clock: Callable[[], int], stp: bool = True) -> None:
+    def __init__(
+        self, symbols: Iterable[str], *, clock: Callable[[], int], stp: bool = True, exec_id_prefix: str = ""
+    ) -> None:
         self._clock = clock
+        # Exec ids are "<prefix><n>". A venue started afresh under an engine that remembers the last session's exec
+        # ids (the in-process venue dies with the engine process and the journal brings the OMS back) needs a new
+        # prefix, or its first reports repeat old ids and the OMS drops them as duplicates.
+        self._exec_id_prefix = exec_id_prefix
         self._symbols: dict[str, _SymbolState] = {s: _SymbolState(s, stp) for s in symbols}
         if not self._symbols:
             raise VenueError("VENUE_NO_SYMBOLS", "a venue needs at least one symbol")
@@ -385,8 +392,13 @@ class Venue:
         self._publish_deltas(state, ts, out)
         return out
 
-    def mass_cancel(self, *, client_order_id: str, account: str, symbol: str = "", ts: int = 0) -> list:
-        """Cancel every open order of `account` (on `symbol`, or on every symbol when it is "")."""
+    def mass_cancel(
+        self, *, client_order_id: str, account: str, symbol: str = "", ts: int = 0, per_order_reports: bool = False
+    ) -> list:
+        """Cancel every open order of `account` (on `symbol`, or on every symbol when it is ""). Answered by one
+        `MassCancelReport` naming them all, or with `per_order_reports` by one CANCELED report per order (naming
+        the mass cancel's id and the order's as orig): what a session that never asked for it gets, such as the
+        cancel-on-disconnect's, since a FIX 35=r cannot name the account."""
         ts = ts if ts > 0 else self._clock()
         problem = self._ids_problem(client_order_id, account, symbol or "*")
         if problem:
@@ -420,24 +432,43 @@ class Venue:
                 )
             ]
         self._use_id(account, client_order_id)
-        victims = [o for o in self._open.get(account, {}).values() if not symbol or o.symbol == symbol]
-        out: list = []
+        open_orders = self._open.get(account, {})
+        victims = [o for o in open_orders.values() if not symbol or o.symbol == symbol]
+        canceled: list[tuple[str, int]] = []
         touched: dict[str, _SymbolState] = {}
+        symbols = self._symbols
+        out: list = []
         for order in victims:
-            state = self._symbols[order.symbol]
+            state = symbols[order.symbol]
             state.core.cancel(order.venue_order_id)
-            self._unregister(order)
+            del open_orders[order.client_order_id]  # `_unregister`, inlined: every victim came from this dict
             touched[order.symbol] = state
+            if per_order_reports:
+                out.append(
+                    self._report(
+                        order,
+                        ExecType.CANCELED,
+                        OrderStatus.CANCELED,
+                        ts,
+                        leaves=0,
+                        reason=Reason.MASS_CANCEL,
+                        client_order_id=client_order_id,
+                        orig_client_order_id=order.client_order_id,
+                    )
+                )
+            else:
+                canceled.append((order.client_order_id, order.venue_order_id))
+        if not per_order_reports:
+            # One report for the whole mass cancel (FIX 35=r with its affected orders) rather than one CANCELED
+            # report per order: a kill of 1,000 orders is then one message to build, send, parse and journal.
             out.append(
-                self._report(
-                    order,
-                    ExecType.CANCELED,
-                    OrderStatus.CANCELED,
-                    ts,
-                    leaves=0,
-                    reason=Reason.MASS_CANCEL,
+                MassCancelReport(
                     client_order_id=client_order_id,
-                    orig_client_order_id=order.client_order_id,
+                    account=account,
+                    symbol=symbol,
+                    canceled=tuple(canceled),
+                    reason_code=Reason.MASS_CANCEL,
+                    ts=ts,
                 )
             )
         for state in touched.values():
@@ -776,7 +807,7 @@ class Venue:
     ) -> ExecutionReport:
         self._next_exec_id += 1
         return ExecutionReport(
-            exec_id=str(self._next_exec_id),
+            exec_id=f"{self._exec_id_prefix}{self._next_exec_id}",
             client_order_id=order.client_order_id if client_order_id is None else client_order_id,
             orig_client_order_id=order.orig_client_order_id if orig_client_order_id is None else orig_client_order_id,
             venue_order_id=order.venue_order_id,

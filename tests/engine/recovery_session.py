@@ -36,6 +36,7 @@ from engine.protocol import (
     ExecutionReport,
     HaltTrading,
     Heartbeat,
+    MassCancelReport,
     ReduceTrading,
     ResumeTrading,
     RiskLimits,
@@ -222,6 +223,8 @@ def deliver(engine: Engine, item: object) -> object | None:
         engine.handle_market_data(item)
     elif kind is VenueCommandRejected:
         engine.handle_venue_reject(item)
+    elif kind is MassCancelReport:
+        engine.handle_mass_cancel_report(item)
     else:
         return engine.handle_command(item)
     return None

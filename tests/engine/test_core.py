@@ -23,14 +23,17 @@ from engine.protocol import (
     CommandAccepted,
     CommandRejected,
     ExecutionReport,
+    HaltCompleted,
     HaltTrading,
     Heartbeat,
+    MassCancelReport,
     OrderAccepted,
     OrderCanceled,
     OrderDenied,
     OrderFilled,
     OrderSubmitted,
     PositionChanged,
+    QueryVenueOrders,
     ReduceTrading,
     ReplaceOrder,
     ReplayBatch,
@@ -41,11 +44,14 @@ from engine.protocol import (
     RollbackStrategyParams,
     Scope,
     SetLimits,
+    SetTriggers,
     StartStrategy,
     StateSnapshot,
     StopStrategy,
+    StrategyParamsChanged,
     SubmitOrder,
     TradingStateChanged,
+    TriggerSettings,
     UpdateStrategyParams,
     VenueCancelOrder,
     VenueCommandRejected,
@@ -171,6 +177,13 @@ COMMANDS = [
     ),
     (RequestStateSnapshot, {}, StateSnapshot),
     (RequestReplay, {"from_seq": 1}, ReplayBatch),
+    (QueryVenueOrders, {"scope": Scope.firm()}, CommandAccepted),
+    (SetTriggers, {"scope": Scope.firm(), "triggers": TriggerSettings(heartbeat_timeout_ns=10**9)}, CommandAccepted),
+    (
+        SetTriggers,
+        {"scope": Scope.strategy("as1"), "triggers": TriggerSettings(heartbeat_timeout_ns=1)},
+        CommandRejected,
+    ),
 ]
 
 
@@ -182,6 +195,36 @@ def test_every_console_command_gets_exactly_one_reply_of_the_expected_kind(kind,
 
     assert type(reply) is reply_type
     assert reply.command_id == f"k{h.n}"
+
+
+def test_the_operators_reason_for_a_parameter_change_and_a_rollback_reaches_the_event_and_the_history():
+    h = Harness()
+
+    h.cmd(UpdateStrategyParams, strategy_id="as1", params={"gamma": Decimal("0.2")}, reason="tighter in the open")
+    h.cmd(RollbackStrategyParams, strategy_id="as1", version=1, reason="spread too wide")
+
+    changes = h.events(StrategyParamsChanged)
+    assert [(e.version, e.reason, e.rolled_back_to) for e in changes] == [
+        (2, "tighter in the open", 0),
+        (3, "spread too wide", 1),
+    ]
+    history = h.engine._strategy("as1").strategy.param_set.history
+    assert [entry.reason for entry in history[-2:]] == ["tighter in the open", "spread too wide"]
+
+
+def test_a_rollback_based_on_a_version_no_longer_in_force_is_refused_and_changes_nothing():
+    h = Harness()
+    h.cmd(UpdateStrategyParams, strategy_id="as1", params={"gamma": Decimal("0.2")})  # version 2
+    h.cmd(UpdateStrategyParams, strategy_id="as1", params={"gamma": Decimal("0.3")})  # version 3, by someone else
+
+    stale = h.cmd(RollbackStrategyParams, strategy_id="as1", version=1, base_version=2)
+    current = h.cmd(RollbackStrategyParams, strategy_id="as1", version=1, base_version=3)
+
+    assert type(stale) is CommandRejected
+    assert stale.code == "STRATEGY_PARAM_VERSION_CONFLICT"
+    assert type(current) is CommandAccepted
+    assert current.params_version == 4
+    assert [e.version for e in h.events(StrategyParamsChanged)] == [2, 3, 4]
 
 
 def test_a_repeated_command_id_returns_the_first_reply_and_changes_nothing(tmp_path):
@@ -272,6 +315,21 @@ def test_a_firm_halt_cancels_every_working_order_with_one_mass_cancel_counted_on
     assert h.venue.open_orders("MM1") == [] and h.engine.oms.working_orders() == []
     assert len(h.engine.risk.snapshot()["firm_windows"][1]) == len(before["firm_windows"][1]) + 1
     assert h.engine.oms.anomalies == {}
+
+
+def test_a_firm_halt_is_closed_by_the_venues_one_mass_cancel_report_and_completes_with_every_order_counted():
+    h = Harness()
+    _working_orders_of_two_strategies(h)
+
+    h.cmd(HaltTrading, scope=Scope.firm(), reason="kill")
+    answers = [m for m in h.gateway.inbox if type(m) is not BookDeltas]
+    h.pump()
+
+    [report] = answers
+    assert type(report) is MassCancelReport
+    assert sorted(order_id for order_id, _ in report.canceled) == ["a1", "a2", "b1"]
+    [done] = h.events(HaltCompleted)
+    assert (done.scope, done.orders_canceled) == (Scope.firm(), 3)
 
 
 def test_an_instrument_halt_mass_cancels_only_that_symbol():
@@ -510,7 +568,7 @@ def _lp_order(side: Side, price: int, cid: str) -> VenuePlaceOrder:
     )
 
 
-def test_a_timer_tick_publishes_pnl_per_strategy_and_firm_and_a_heartbeat_once_per_interval():
+def test_a_timer_tick_publishes_pnl_per_strategy_and_firm_and_utilisation_and_a_heartbeat_once_per_interval():
     h = Harness()
 
     h.engine.on_timer(START + 2_000_000_000)
@@ -519,7 +577,7 @@ def test_a_timer_tick_publishes_pnl_per_strategy_and_firm_and_a_heartbeat_once_p
     h.engine.on_timer(START + 2_500_000_000)
     second = [type(e).__name__ for e in h.events()]
 
-    assert first == ["PnlUpdated", "PnlUpdated", "EngineHeartbeat"]
+    assert first == ["PnlUpdated", "PnlUpdated", "RiskUtilisation", "EngineHeartbeat"]
     assert second == ["PnlUpdated", "PnlUpdated"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 import quickfix as fix
 
@@ -11,6 +12,7 @@ from engine.fix.convert import FixConvertError, OrderRecord
 from engine.instruments import InstrumentRegistry
 from engine.protocol import (
     ExecutionReport,
+    MassCancelReport,
     VenueCancelOrder,
     VenueMassCancel,
     VenuePlaceOrder,
@@ -255,3 +257,40 @@ def test_timestamps_keep_nanoseconds_and_a_bad_one_is_refused():
     assert convert.parse_utc_ns("20241122-01:46:40.123") == 1_732_240_000_123_000_000
     with pytest.raises(FixConvertError):
         convert.parse_utc_ns("yesterday")
+
+
+def test_a_mass_cancel_report_crosses_fix_as_one_35r_listing_every_canceled_order_in_its_group():
+    original = MassCancelReport(
+        client_order_id="MASS-7",
+        account="MM1",
+        symbol="BTCUSDT",
+        canceled=tuple((f"mm-{i}", i + 1) for i in range(300)),
+        reason_code="MASS_CANCEL",
+        ts=TS,
+    )
+
+    msg = convert.mass_cancel_report_to_fix(original, order_id_base=5_000)
+    back = convert.fix_to_mass_cancel_report(msg.toString(), "MM1")
+
+    group = fix.Group(convert.NO_AFFECTED_ORDERS, 41)
+    msg.getGroup(300, group)  # the last entry, read through QuickFIX's own group parsing
+    assert (group.getField(41), group.getField(535)) == ("mm-299", "5300")
+    assert msg.getField(convert.TOTAL_AFFECTED_ORDERS) == "300"
+    assert back == msgspec.structs.replace(original, canceled=tuple((f"mm-{i}", 5_001 + i) for i in range(300)))
+
+
+def test_a_35r_without_affected_orders_is_left_to_the_per_order_reports_that_follow_it():
+    empty = MassCancelReport(client_order_id="MASS-8", account="MM1", ts=TS)
+
+    text = convert.mass_cancel_report_to_fix(empty).toString()
+
+    assert convert.fix_to_mass_cancel_report(text, "MM1") is None
+
+
+def test_a_35r_whose_group_count_disagrees_with_its_entries_is_refused():
+    text = convert.mass_cancel_report_to_fix(
+        MassCancelReport(client_order_id="MASS-9", account="MM1", canceled=(("a", 1), ("b", 2)), ts=TS)
+    ).toString()
+
+    with pytest.raises(FixConvertError, match="NoAffectedOrders says 3"):
+        convert.fix_to_mass_cancel_report(text.replace("534=2", "534=3"), "MM1")

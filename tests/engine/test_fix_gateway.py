@@ -13,18 +13,22 @@ import threading
 import time
 from decimal import Decimal
 
+import msgspec
 import pytest
+import quickfix as fix
 
 from engine.clock import WallClock
 from engine.config import EngineConfig
 from engine.core import Engine
 from engine.enums import ExecType, OrderStatus, OrderType, Side, TimeInForce
+from engine.fix import convert
 from engine.fix.initiator import FixGateway
 from engine.fix.settings import FixSessionConfig
 from engine.instruments import InstrumentRegistry
 from engine.protocol import (
     CommandAccepted,
     HaltTrading,
+    MassCancelReport,
     Scope,
     SubmitOrder,
     VenueCancelOrder,
@@ -139,17 +143,85 @@ def test_cancel_replace_status_and_mass_cancel_over_fix(tmp_path):
             )
             refused = inbox.wait_report("c-x", ExecType.CANCEL_REJECTED)
             gw.send(VenueMassCancel(client_order_id="kill-1", account="MM1"))
-            inbox.wait(lambda _: len(inbox.reports("kill-1", ExecType.CANCELED)) == 2)
+            inbox.wait(lambda m: any(isinstance(r, MassCancelReport) for r in m))
             wait_for(lambda: gw.mass_cancel_reports)
+            (mass,) = [r for r in inbox.messages if isinstance(r, MassCancelReport)]
 
             assert (canceled.orig_client_order_id, canceled.status) == ("o-0", OrderStatus.CANCELED)
             assert (replaced.orig_client_order_id, replaced.price, replaced.quantity) == ("o-1", 590_005, 7)
             assert (status.status, status.price, status.leaves_quantity) == (OrderStatus.NEW, 590_005, 7)
             assert (refused.reason_code, refused.symbol, refused.side) == ("UNKNOWN_ORDER", "BTCUSDT", Side.BUY)
-            assert {r.orig_client_order_id for r in inbox.reports("kill-1", ExecType.CANCELED)} == {"o-1b", "o-2"}
+            assert (mass.client_order_id, mass.account, mass.reason_code) == ("kill-1", "MM1", "MASS_CANCEL")
+            assert sorted(order_id for order_id, _ in mass.canceled) == ["o-1b", "o-2"]
+            assert all(venue_order_id > 0 for _, venue_order_id in mass.canceled)
+            assert inbox.reports("kill-1", ExecType.CANCELED) == []
             assert list(gw.mass_cancel_reports) == [("kill-1", 2)]
         finally:
             gw.stop()
+
+
+def test_a_mass_cancel_over_a_session_with_two_accounts_is_answered_by_one_report_named_for_the_engine(tmp_path):
+    with VenueProcess(tmp_path) as venue:
+        gw = connected(make_gateway(venue.port, tmp_path / "engine", account="MM1"))
+        try:
+            inbox = Inbox(gw)
+            # Another account on the same session, used first: the venue's first per-account cancel is its.
+            gw.send(msgspec.structs.replace(order("x-1", Side.BUY, 590_000, 5), account="MM2"))
+            gw.send(order("o-1", Side.BUY, 590_001, 5))
+            gw.send(order("o-2", Side.SELL, 610_000, 5))
+            inbox.wait(lambda m: sum(r.exec_type == ExecType.NEW for r in m) == 3)
+
+            gw.send(VenueMassCancel(client_order_id="kill-2", account="MM1"))
+            inbox.wait(lambda m: any(isinstance(r, MassCancelReport) for r in m))
+            gw.send(order("o-3", Side.BUY, 590_000, 1))  # a later report: everything the venue sent before is in
+            inbox.wait_report("o-3", ExecType.NEW)
+
+            [mass] = [r for r in inbox.messages if isinstance(r, MassCancelReport)]
+            assert (mass.client_order_id, mass.account) == ("kill-2", "MM1")
+            assert sorted(order_id for order_id, _ in mass.canceled) == ["o-1", "o-2", "x-1"]
+            assert list(gw.mass_cancel_reports) == [("kill-2", 3)]
+            assert gw.duplicates_dropped == 0
+        finally:
+            gw.stop()
+
+
+def _mass_report(request_id: str, canceled: tuple, *, poss_dup: bool = False):
+    report = MassCancelReport(client_order_id=request_id, account="MM1", canceled=canceled, ts=1_700_000_000 * 10**9)
+    msg = convert.mass_cancel_report_to_fix(report)
+    if poss_dup:
+        msg.getHeader().setField(fix.PossDupFlag(True))
+    return msg
+
+
+@pytest.fixture
+def offline_gateway(tmp_path):
+    """A gateway built with the engine's account and never started (a restarted one that has sent nothing yet); fed
+    35=r messages as QuickFIX's thread would. Its own comp id and an explicit stop: QuickFIX registers the session id
+    process-wide until the initiator is gone, and another test's gateway must be able to take ENGINE->VENUE."""
+    config = FixSessionConfig(
+        role="initiator", sender_comp_id="ENGINE-OFFLINE", target_comp_ids=("VENUE",), port=free_port()
+    )
+    gw = FixGateway(config, INSTRUMENTS, var_dir=tmp_path / "offline", account="MM1")
+    yield gw
+    gw.stop()
+
+
+def test_a_mass_cancel_report_for_a_request_this_process_never_sent_is_named_with_the_engines_account(
+    offline_gateway,
+):
+    offline_gateway._inbound(_mass_report("MASS-7", (("o-1", 11),)))
+
+    [report] = offline_gateway.poll()
+    assert (report.client_order_id, report.account, report.canceled) == ("MASS-7", "MM1", (("o-1", 11),))
+
+
+def test_only_a_possdup_resend_of_the_same_mass_cancel_report_is_dropped(offline_gateway):
+    offline_gateway._inbound(_mass_report("MASS-1", (("o-1", 11),)))
+    offline_gateway._inbound(_mass_report("MASS-1", (("o-1", 11),), poss_dup=True))
+    offline_gateway._inbound(_mass_report("MASS-1", (("o-2", 12),)))
+
+    assert [r.canceled for r in offline_gateway.poll()] == [(("o-1", 11),), (("o-2", 12),)]
+    assert offline_gateway.duplicates_dropped == 1
 
 
 def test_a_command_sent_while_the_session_is_down_is_refused_at_once_with_a_reason(tmp_path):

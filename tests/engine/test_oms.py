@@ -17,6 +17,7 @@ from engine.oms import Oms, OmsCode, OmsError, Order
 from engine.protocol import (
     CancelRejected,
     ExecutionReport,
+    MassCancelReport,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -708,13 +709,19 @@ def test_an_order_the_venue_may_not_know_yet_gets_its_own_cancel_and_no_mass_can
     assert in_flight.pending_cancel_id == cancels[0].client_order_id
 
 
-def test_the_venue_cancels_every_order_of_a_mass_cancel_and_each_report_finds_its_order():
+def test_the_venue_cancels_every_order_of_a_mass_cancel_and_its_report_finds_each_order():
     clock = FakeClock(1)
     venue = Venue([SYM], clock=clock.now)
     oms = Oms(clock, ACCOUNT)
 
     def route(msgs: list) -> list:
-        return [e for m in msgs if isinstance(m, ExecutionReport) for e in oms.on_execution_report(m)]
+        events = []
+        for m in msgs:
+            if isinstance(m, ExecutionReport):
+                events += oms.on_execution_report(m)
+            elif isinstance(m, MassCancelReport):
+                events += oms.on_mass_cancel_report(m)
+        return events
 
     orders = [submit(oms, side=side, price=price) for side, price in ((Side.BUY, 99), (Side.SELL, 101))]
     for order in orders:
@@ -747,6 +754,87 @@ def test_a_fill_racing_a_mass_cancel_is_booked_and_the_rest_of_the_order_is_canc
     assert [type(e) for e in cancel_events] == [OrderCanceled]
     assert cancel_events[0].canceled_quantity == 6
     assert (order.status, order.cum_quantity, filled.status) == (S.CANCELED, 4, S.FILLED)
+
+
+def mass_cancel_report(mass_id: str, *orders, account=ACCOUNT, symbol=""):
+    """The venue's one answer to a mass cancel (FIX 35=r with its affected orders)."""
+    return MassCancelReport(
+        client_order_id=mass_id,
+        account=account,
+        symbol=symbol,
+        canceled=tuple((o.client_order_id, 7) for o in orders),
+        reason_code="MASS_CANCEL",
+        ts=5,
+    )
+
+
+def test_one_mass_cancel_report_cancels_every_order_it_names_for_all_its_leaves():
+    oms = make_oms()
+    a = submit(oms, strategy_id="a")
+    b = submit(oms, strategy_id="b", side=Side.SELL, price=101)
+    for order in (a, b):
+        oms.on_execution_report(ack(order))
+    oms.on_execution_report(partial_fill(b))
+    mass, _ = oms.request_mass_cancel()
+
+    events = oms.on_mass_cancel_report(mass_cancel_report(mass.client_order_id, a, b))
+
+    assert [(type(e), e.client_order_id, e.canceled_quantity, e.code) for e in events] == [
+        (OrderCanceled, a.client_order_id, 10, "MASS_CANCEL"),
+        (OrderCanceled, b.client_order_id, 6, "MASS_CANCEL"),
+    ]
+    assert (a.status, b.status, b.cum_quantity) == (S.CANCELED, S.CANCELED, 4)
+    assert oms.working_orders() == [] and oms.open_order_count() == 0
+    assert oms.anomalies == {}
+
+
+def test_a_repeated_mass_cancel_report_changes_nothing_and_is_counted():
+    oms, order = start("NEW")
+    mass, _ = oms.request_mass_cancel()
+    report = mass_cancel_report(mass.client_order_id, order)
+    oms.on_mass_cancel_report(report)
+
+    again = oms.on_mass_cancel_report(report)
+
+    assert again == []
+    assert order.status == S.CANCELED
+    assert oms.anomalies == {OmsCode.DUPLICATE_EXEC_ID: 1}
+
+
+def test_a_mass_cancel_report_skips_an_order_a_fill_finished_first_and_counts_it():
+    oms = make_oms()
+    filled = submit(oms)
+    rest = submit(oms, price=99)
+    for order in (filled, rest):
+        oms.on_execution_report(ack(order))
+    mass, _ = oms.request_mass_cancel()
+    oms.on_execution_report(full_fill(filled))
+
+    events = oms.on_mass_cancel_report(mass_cancel_report(mass.client_order_id, filled, rest))
+
+    assert [e.client_order_id for e in events] == [rest.client_order_id]
+    assert (filled.status, rest.status) == (S.FILLED, S.CANCELED)
+    assert oms.anomalies == {OmsCode.CANCEL_ON_TERMINAL_ORDER: 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"account": "SOMEONE-ELSE"}, OmsCode.WRONG_ACCOUNT),
+        ({"symbol": "ETHUSDT"}, OmsCode.SYMBOL_MISMATCH),
+        ({"canceled": (("never-sent", 7),)}, OmsCode.UNKNOWN_ORDER),
+    ],
+)
+def test_a_mass_cancel_report_that_does_not_fit_changes_nothing_and_is_counted(change, code):
+    oms, order = start("NEW")
+    mass, _ = oms.request_mass_cancel()
+    report = msgspec.structs.replace(mass_cancel_report(mass.client_order_id, order), **change)
+
+    events = oms.on_mass_cancel_report(report)
+
+    assert events == []
+    assert order.status == S.PENDING_CANCEL and oms.open_order_count() == 1
+    assert oms.anomalies == {code: 1}
 
 
 def test_a_refused_mass_cancel_puts_each_order_back_with_a_cancel_reject_naming_the_mass_cancel():
@@ -1095,6 +1183,8 @@ def test_the_oms_agrees_with_the_venue_after_any_sequence_of_requests_and_fills(
                 for event in oms.on_execution_report(msg):
                     if isinstance(event, OrderFilled):
                         assert event.cum_quantity <= oms.get(event.client_order_id).quantity
+            elif isinstance(msg, MassCancelReport) and msg.account == ACCOUNT:
+                oms.on_mass_cancel_report(msg)
 
     for kind, side, price, qty, pick in actions:
         clock.advance(1)

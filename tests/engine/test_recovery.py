@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -18,10 +19,18 @@ import pytest
 import recovery_session as rs
 
 from engine.clock import FakeClock
-from engine.core import Engine
+from engine.core import Engine, replay_events_from_journal
+from engine.enums import Side
 from engine.gateway import NullGateway
-from engine.journal import RecordKind, encode_record, snapshots_newest_first
-from engine.protocol import COMMAND_TYPES, Codec, ExecutionReport
+from engine.journal import (
+    MAGIC,
+    VERSION,
+    JournalSchemaMismatch,
+    RecordKind,
+    encode_record,
+    snapshots_newest_first,
+)
+from engine.protocol import COMMAND_TYPES, Codec, ExecutionReport, MassCancelReport
 
 SEED = 7
 CUTS = sorted(random.Random(20240607).sample(range(2, 3000), 4))
@@ -38,6 +47,8 @@ def _record_of(item: object) -> tuple[RecordKind, object]:
         return RecordKind.TIMER, None
     if type(item) is ExecutionReport:
         return RecordKind.EXECUTION_REPORT, item
+    if type(item) is MassCancelReport:
+        return RecordKind.MASS_CANCEL_REPORT, item
     if type(item) in COMMAND_TYPES:
         return RecordKind.COMMAND, item
     return RecordKind.MARKET_DATA, item
@@ -218,7 +229,62 @@ def test_a_snapshot_state_is_plain_data_and_a_hostile_one_is_refused_without_run
     engine = rs.recover(run.world, tmp_path, snapshot_every=400)
 
     components = {"oms", "portfolio", "risk", "trading_states", "strategies", "books"}
-    assert set(plain) == components | {"version", "time", "seq", "applied", "replies", "last_beat", "venue_rejects"}
+    pending = {"halts", "venue_queries", "last_utilisation"}
+    assert set(plain) == components | pending | {
+        "version",
+        "time",
+        "seq",
+        "applied",
+        "replies",
+        "last_beat",
+        "venue_rejects",
+    }
     assert not marker.exists()
     assert engine.recovered_from == 0  # refused: replayed from the start instead
     assert engine.state_hash() == expected
+
+
+def _journal_with_schema(tmp_path: Path, version: int) -> Path:
+    """A short session's journal, its header rewritten to name event schema `version`."""
+    from console_harness import Desk
+
+    desk = Desk(tmp_path)
+    desk.market()
+    desk.submit("m1", Side.BUY, "99.00", "0.001")
+    desk.pump()
+    desk.journal.close()
+    path = tmp_path / "j"
+    with open(path, "r+b") as f:
+        f.seek(len(MAGIC))
+        f.write(struct.pack("<I", version))
+    return path
+
+
+def test_recovering_a_journal_of_an_older_event_schema_is_refused_with_a_named_error_and_left_untouched(tmp_path):
+    from console_harness import config
+
+    path = _journal_with_schema(tmp_path, 1)
+    before = path.read_bytes()
+
+    with pytest.raises(JournalSchemaMismatch) as recover_refused:
+        Engine.recover(config(), FakeClock(rs.START_NS), rs.INSTRUMENTS, NullGateway(), path)
+    with pytest.raises(JournalSchemaMismatch) as replay_refused:
+        replay_events_from_journal(config(), rs.INSTRUMENTS, path, 1)
+
+    assert recover_refused.value.code == replay_refused.value.code == "JOURNAL_EVENT_SCHEMA_MISMATCH"
+    assert "event schema 1" in recover_refused.value.reason
+    assert "fresh journal" in recover_refused.value.reason
+    assert path.read_bytes() == before
+
+
+def test_a_journal_of_this_builds_event_schema_recovers(tmp_path):
+    from console_harness import config
+
+    path = _journal_with_schema(tmp_path, VERSION)
+
+    engine = Engine.recover(config(), FakeClock(rs.START_NS), rs.INSTRUMENTS, NullGateway(), path)
+
+    assert engine.oms.get("m1") is not None
+    assert [e.seq for e in replay_events_from_journal(config(), rs.INSTRUMENTS, path, 1)] == [
+        e.seq for e in engine.recovered_events
+    ]

@@ -14,6 +14,7 @@ from engine.protocol import (
     BookDeltas,
     BookSnapshot,
     ExecutionReport,
+    MassCancelReport,
     TradePrinted,
     VenueCancelOrder,
     VenueCommandRejected,
@@ -62,6 +63,10 @@ def place(venue: Venue, cl_id: str, account: str, side: Side, price: int, qty: i
 
 def reports(messages: list) -> list[ExecutionReport]:
     return [m for m in messages if isinstance(m, ExecutionReport)]
+
+
+def mass_reports(messages: list) -> list[MassCancelReport]:
+    return [m for m in messages if isinstance(m, MassCancelReport)]
 
 
 def reports_for(messages: list, cl_id: str) -> list[ExecutionReport]:
@@ -466,7 +471,7 @@ def test_a_filled_order_can_no_longer_be_canceled(venue):
     assert out[0].reason_code == Reason.UNKNOWN_ORDER
 
 
-def test_mass_cancel_cancels_only_that_accounts_orders_on_that_symbol(venue):
+def test_mass_cancel_cancels_only_that_accounts_orders_on_that_symbol_in_one_report(venue):
     place(venue, "a1", "A", BUY, 99, 1)
     place(venue, "a2", "A", SELL, 101, 1)
     place(venue, "a3", "A", BUY, 50, 1, symbol="ETHUSDT")
@@ -474,8 +479,11 @@ def test_mass_cancel_cancels_only_that_accounts_orders_on_that_symbol(venue):
 
     out = venue.mass_cancel(client_order_id="mc", account="A", symbol=SYM)
 
-    assert sorted(r.orig_client_order_id for r in reports(out)) == ["a1", "a2"]
-    assert all(r.reason_code == Reason.MASS_CANCEL for r in reports(out))
+    (report,) = mass_reports(out)
+    assert reports(out) == []
+    assert (report.client_order_id, report.account, report.symbol) == ("mc", "A", SYM)
+    assert sorted(order_id for order_id, _venue_id in report.canceled) == ["a1", "a2"]
+    assert report.reason_code == Reason.MASS_CANCEL
     assert book(venue) == ([(99, 4)], [])
     assert book(venue, "ETHUSDT") == ([(50, 1)], [])
 
@@ -535,7 +543,9 @@ def test_a_mass_cancel_reusing_an_id_is_rejected_and_its_own_id_is_used_up(venue
     assert [(r.exec_type, r.reason_code) for r in reports(reused)] == [
         (ExecType.CANCEL_REJECTED, Reason.DUPLICATE_CLIENT_ORDER_ID)
     ]
-    assert [(r.orig_client_order_id, r.client_order_id) for r in reports(done)] == [("a1", "mc")]
+    assert [(r.client_order_id, [order_id for order_id, _ in r.canceled]) for r in mass_reports(done)] == [
+        ("mc", ["a1"])
+    ]
     assert [r.reason_code for r in reports(again)] == [Reason.DUPLICATE_CLIENT_ORDER_ID]
     assert book(venue) == ([(98, 1)], [])
 
@@ -804,7 +814,7 @@ def test_handle_accepts_every_venue_command_from_the_protocol(venue):
     assert queried[0].status == OrderStatus.NEW
     assert snap == [BookSnapshot(symbol=SYM, seq=2, ts=1_000, bids=((98, 5),), asks=())]
     assert canceled[0].exec_type == ExecType.CANCELED
-    assert mass == []
+    assert mass == [MassCancelReport(client_order_id="m", account="A", reason_code=Reason.MASS_CANCEL, ts=1_000)]
 
 
 def test_handle_answers_a_message_that_is_not_a_venue_command_with_a_reject_instead_of_raising(venue):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from engine.book import L2Book
 from engine.enums import ExecType, OrderType, Side, TimeInForce
-from engine.protocol import BookDeltas, ExecutionReport, TradePrinted
+from engine.protocol import BookDeltas, ExecutionReport, MassCancelReport, TradePrinted
 from engine.venue import MatchingCore, Venue
 from engine.venue.matching import EV_FILL, EV_STP_CANCEL, FOK, GTC, IOC, KILLED_FOK, POST_ONLY, REJECTED_POST_ONLY
 
@@ -291,6 +291,9 @@ def test_snapshot_plus_later_deltas_reproduces_the_venue_book_and_sequences_are_
                 # Reports of one order never un-fill: cum is monotone and cum + leaves never exceeds the quantity.
                 assert m.cum_quantity + m.leaves_quantity <= m.quantity
                 leaves_by_order[m.venue_order_id] = m.leaves_quantity
+            if isinstance(m, MassCancelReport):
+                for _order_id, venue_order_id in m.canceled:
+                    leaves_by_order[venue_order_id] = 0
         assert not venue.core("BTCUSDT").is_crossed()
 
     if mirror is not None:
