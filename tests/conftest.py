@@ -54,6 +54,75 @@ def outsider(db):
     return _make_user("otto_outsider", None)
 
 
+# Tables the bridge (a subprocess in many tests) commits into. Rows committed by another process survive the
+# rollback of a `db` test, and the partitioned ones are unmanaged models that Django's flush never empties, so
+# without this a test would see the orders, events and ticks of every test before it.
+BRIDGE_WRITTEN_TABLES = (
+    "trading_orderevent",
+    "trading_fill",
+    "trading_tick",
+    "trading_trade",
+    "trading_order",
+    "trading_position",
+    "trading_positionsnapshot",
+    "trading_pnlsnapshot",
+    "trading_risklimitversion",
+    "trading_tradingstatechange",
+    "trading_strategyparamversion",
+    "trading_bridgecheckpoint",
+    "trading_deadletter",
+)
+
+
+@pytest.fixture(scope="session")
+def _side_connection(django_db_setup, django_db_blocker):
+    """An autocommit connection of its own to the test database, outside every test's transaction."""
+    import psycopg
+
+    with django_db_blocker.unblock():
+        url = database_url_for_subprocesses()
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("SET lock_timeout = '5s'")
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_committed_bridge_rows_from_earlier_tests(request):
+    """Before each database test, empty the bridge's tables if an earlier test left committed rows in them."""
+    if request.node.get_closest_marker("django_db") is None and not {"db", "transactional_db"} & set(
+        request.fixturenames
+    ):
+        return
+    conn = request.getfixturevalue("_side_connection")
+    exists = " OR ".join(f"EXISTS (SELECT 1 FROM {table})" for table in BRIDGE_WRITTEN_TABLES)
+    if conn.execute(f"SELECT {exists}").fetchone()[0]:
+        conn.execute(f"TRUNCATE {', '.join(BRIDGE_WRITTEN_TABLES)}")
+
+
+@pytest.fixture(scope="session")
+def _redis():
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_live_state_from_earlier_tests(_redis):
+    """The latest state of each live topic lives in Redis under the run's prefix and outlives the database flush:
+    without this a page would load the alerts and positions an earlier test published."""
+    from trading.live import latest_key
+
+    _redis.delete(latest_key())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -94,6 +163,12 @@ def celery_worker_process(tmp_path):
     """A real Celery worker in its own process, on this run's private queue and the real Redis broker."""
     from django.conf import settings
 
+    from console.celery import app
+
+    # Tasks queued by earlier tests that ran without a worker (on-commit alerts, VaR runs...) would otherwise run
+    # first in this one and skew what it measures (a worker's peak memory, for one).
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(settings.CELERY_TASK_DEFAULT_QUEUE)
     log = open(tmp_path / "celery-worker.log", "w")
 
     process = subprocess.Popen(
@@ -119,8 +194,6 @@ def celery_worker_process(tmp_path):
         stderr=subprocess.STDOUT,
     )
     try:
-        from console.celery import app
-
         wait_for(
             lambda: app.control.ping(timeout=0.5, destination=[f"test-{os.getpid()}@{socket.gethostname()}"]),
             timeout=60,

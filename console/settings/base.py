@@ -95,13 +95,41 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 5},
     },
 }
+# Each app keeps its own beat entries beside its tasks (<app>/schedule.py: plain data, safe to import here).
+from compliance.schedule import BEAT as _COMPLIANCE_BEAT  # noqa: E402
+from riskdesk.schedule import BEAT as _RISKDESK_BEAT  # noqa: E402
+from trading.schedule import BEAT as _TRADING_BEAT  # noqa: E402
+
+CELERY_BEAT_SCHEDULE |= _TRADING_BEAT | _RISKDESK_BEAT | _COMPLIANCE_BEAT
 ENGINE_HEARTBEAT_STALE_S = env_int("ENGINE_HEARTBEAT_STALE_S", 10, minimum=1)
+
+# Time series (trading/timeseries.py): market data kept for weeks, order events and fills as books and records.
+TIMESERIES_RETENTION_DAYS = env_int("TIMESERIES_RETENTION_DAYS", 30, minimum=1)
+ORDER_RETENTION_DAYS = env_int("ORDER_RETENTION_DAYS", 2557, minimum=1)
+TIMESERIES_PARTITIONS_AHEAD_DAYS = env_int("TIMESERIES_PARTITIONS_AHEAD_DAYS", 3, minimum=1)
+
+# Risk desk: a burst of denied orders that raises an alert (riskdesk/services/watcher.py).
+RISK_DENIED_BURST_COUNT = env_int("RISK_DENIED_BURST_COUNT", 20, minimum=1)
+RISK_DENIED_BURST_WINDOW_S = env_int("RISK_DENIED_BURST_WINDOW_S", 10, minimum=1)
+
+# Compliance desk (docs/compliance.md).
+COMPLIANCE_EXPORT_DIR = Path(env_str("COMPLIANCE_EXPORT_DIR", str(VAR_DIR / "exports")))
+COMPLIANCE_PDF_MAX_ROWS = env_int("COMPLIANCE_PDF_MAX_ROWS", 100_000, minimum=1)
+COMPLIANCE_EXPORT_STALE_S = env_int("COMPLIANCE_EXPORT_STALE_S", 300, minimum=1)
+COMPLIANCE_CAT_REPORTER_IMID = env_str("COMPLIANCE_CAT_REPORTER_IMID", "FIRM")
+COMPLIANCE_CAT_DESTINATION = env_str("COMPLIANCE_CAT_DESTINATION", "SIM")
+COMPLIANCE_RECON_FILL_WINDOW_S = env_int("COMPLIANCE_RECON_FILL_WINDOW_S", 86400, minimum=1)
+# Clock offset alert threshold: 50 ms is CAT's; RTS 25 asks 100 us of high-frequency traders.
+COMPLIANCE_CLOCK_THRESHOLD_US = env_int("COMPLIANCE_CLOCK_THRESHOLD_US", 50_000, minimum=1)
 
 # The engine process (built in later issues). The console's engine client is the only code that uses these.
 ENGINE_COMMAND_ENDPOINT = env_zmq_endpoint("ENGINE_COMMAND_ENDPOINT", "tcp://127.0.0.1:7101")
 ENGINE_EVENT_ENDPOINT = env_zmq_endpoint("ENGINE_EVENT_ENDPOINT", "tcp://127.0.0.1:7102")
 ENGINE_TIMEOUT_MS = env_int("ENGINE_TIMEOUT_MS", 1000, minimum=1)
 ENGINE_INSTRUMENTS_FILE = Path(env_str("ENGINE_INSTRUMENTS_FILE", str(BASE_DIR / "config" / "instruments.toml")))
+# The engine's own config file (the Procfile passes the same ENGINE_CONFIG to `python -m engine`): the console reads
+# the strategies and accounts in it as reference data (trading.services.reference).
+ENGINE_CONFIG_FILE = Path(env_str("ENGINE_CONFIG", str(BASE_DIR / "config" / "engine.toml")))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -121,6 +149,11 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+# Browser libraries installed by `npm ci` (bin/setup), pinned in package-lock.json, served under /static/vendor/.
+STATICFILES_DIRS = [
+    ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist"),
+    ("vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist"),
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

@@ -47,6 +47,9 @@ def run_manage(*args: str, settings_module: str = "console.settings.dev", **env_
         ("ENGINE_COMMAND_ENDPOINT", "tcp://127.0.0.1"),
         ("ENGINE_TIMEOUT_MS", "fast"),
         ("ALLOWED_HOSTS", " , "),
+        ("ORDER_RETENTION_DAYS", "forever"),
+        ("TIMESERIES_RETENTION_DAYS", "0"),
+        ("COMPLIANCE_CLOCK_THRESHOLD_US", "fast"),
     ],
 )
 def test_a_bad_value_stops_startup_with_a_message_naming_the_variable(variable, value):
