@@ -208,6 +208,16 @@ class EventSubscriber:
         out: list = []
         if not self.socket.poll(timeout_ms):
             return out
+        start_seq = self.last_seq
+        try:
+            self._drain(out, max_events)
+        except BaseException:
+            # The events gathered so far never reach the caller, so the next poll must ask for them again.
+            self.last_seq = start_seq
+            raise
+        return out
+
+    def _drain(self, out: list, max_events: int) -> None:
         decode = self.client.codec.decode_event
         while len(out) < max_events:
             try:
@@ -230,7 +240,6 @@ class EventSubscriber:
                     raise EventGap(f"events {self.last_seq + 1}..{env.seq - 1} could not be replayed")
             out.append(env)
             self.last_seq = env.seq
-        return out
 
     def close(self) -> None:
         self.socket.close(0)

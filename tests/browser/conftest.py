@@ -93,7 +93,12 @@ def live_console(transactional_db, output_dir):
         yield base_url
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            # A daphne left running keeps the test database open and the run cannot drop it at the end.
+            process.kill()
+            process.wait(timeout=20)
         log.close()
 
 

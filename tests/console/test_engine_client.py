@@ -162,6 +162,29 @@ def test_the_subscriber_fills_a_gap_by_replay_and_returns_every_event_once_in_or
         second.close()
 
 
+def test_a_subscriber_whose_gap_replay_fails_keeps_its_place_so_the_next_poll_asks_again(engine_dir, client):
+    first = EventSubscriber.from_settings(client)
+    seen: list = []
+    deadline = time.monotonic() + WAIT_S
+    while not seen and time.monotonic() < deadline:
+        seen += first.poll(100)
+    first.close()
+    client.request(order("gap-2"))  # published while nobody listens: a gap for the next subscriber
+    # Replays go to an endpoint nobody answers, so filling the gap fails.
+    dead = EngineClient.from_settings(command_endpoint=f"ipc://{engine_dir}/nobody", timeout_ms=100, retries=1)
+    second = EventSubscriber.from_settings(dead, last_seq=seen[-1].seq - 1)
+    try:
+        with pytest.raises(EngineUnavailable):
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                second.poll(100)
+
+        assert second.last_seq == seen[-1].seq - 1
+    finally:
+        second.close()
+        dead.close()
+
+
 def test_a_client_without_keys_cannot_be_built(engine_dir, settings):
     settings.ENGINE_CURVE_KEYS_DIR = engine_dir / "nowhere"
 

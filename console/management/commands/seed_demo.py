@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from console.services.demo import seed_demo_users
+from trading.services.reference import sync_reference_data
 
 
 class Command(BaseCommand):
@@ -13,6 +14,8 @@ class Command(BaseCommand):
         parser.add_argument("--reset-passwords", action="store_true", help="set new passwords for existing users")
 
     def handle(self, *args, reset_passwords: bool = False, **options):
+        # The console's pages and the bridge need the instruments and strategies the engine runs with.
+        sync_reference_data()
         for user in seed_demo_users(reset_passwords=reset_passwords):
             if user.password is not None:
                 state = "created" if user.created else "password reset"

@@ -1,0 +1,1 @@
+"""Use cases of the trading app (writes). Reads are in trading.selectors."""
