@@ -1,0 +1,1 @@
+"""Risk desk use cases: limits, kill switches, triggers, alerts, VaR runs, the event watcher."""
