@@ -13,6 +13,7 @@ Event-loop only: a hub belongs to one asyncio loop (daphne has one; each async t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -87,9 +88,13 @@ class LiveHub:
                     self.latest.pop(topic, None)  # nobody here watches it: a stale copy must not serve a snapshot
                     await self.layer.group_discard(group_name(topic), self._channel)
             if not self._subscribers and self._task is not None:
-                # The last socket left: stop reading, so a closed loop never holds a pending receive.
-                self._task.cancel()
-                self._task, self._channel = None, None
+                # The last socket left: stop reading, and wait until the reader has unwound. channels_redis counts
+                # receivers and binds its receive lock to their loop; a cancel never run through leaves both behind
+                # for whatever loop receives next.
+                task, self._task, self._channel = self._task, None, None
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def accept(self, message: dict) -> bool:
         """Keep `message` if it is newer than what we hold for its topic. An update from another engine id
@@ -119,6 +124,8 @@ class LiveHub:
             await self._receive_loop(channel)
         finally:
             refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
 
     async def _refresh_groups(self, channel: str) -> None:
         # channels_redis drops a group member after `group_expiry` (a day by default) unless it is added again; a

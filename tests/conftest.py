@@ -123,6 +123,18 @@ def _no_live_state_from_earlier_tests(_redis):
     _redis.delete(latest_key())
 
 
+@pytest.fixture(autouse=True)
+def _a_channel_layer_of_its_own():
+    """Each async test runs on its own event loop, but Channels keeps one layer object per process, and
+    channels_redis binds its receive lock and receiver count to the loop that received first. A server process has
+    one loop for its life; a test run has hundreds, so each test gets a layer that no earlier loop has touched."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -279,6 +279,21 @@ async def test_after_unsubscribe_the_topic_stops_arriving(trader):
     await communicator.disconnect()
 
 
+async def test_when_the_last_socket_leaves_the_hub_has_stopped_receiving_before_the_disconnect_returns(trader):
+    # A reader left mid-receive keeps channels_redis's receiver count and loop-bound lock; the next loop to
+    # receive on the layer (the next test here, a restarted loop in a server) would then fail.
+    communicator, _ = await subscribed(trader, ["pnl"])
+    layer = get_channel_layer()
+    # The socket's own channel and the hub's reader.
+    await until(lambda: layer.receive_count == 2, "the hub to start receiving")
+
+    await communicator.disconnect()
+
+    assert hub()._task is None
+    assert layer.receive_count == 0
+    assert layer.receive_lock is None
+
+
 async def test_a_users_own_stream_carries_the_outcome_of_their_actions(trader):
     from console.realtime import publish_to_user
 
