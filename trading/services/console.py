@@ -26,6 +26,7 @@ from compliance.services import record_audit_event
 from console.engine_client import EngineClient, EngineClientError, new_command_id
 from console.realtime import publish_to_user
 from engine.protocol import (
+    TEXT_MAX_LENGTH,
     CancelAllOrders,
     CancelOrder,
     CommandAccepted,
@@ -143,8 +144,17 @@ def _tell_user(username: str, result: ActionResult) -> None:
         pass
 
 
-def _command_fields(user) -> dict[str, Any]:
-    return {"command_id": new_command_id(), "operator": user.get_username()[:64], "ts": time.time_ns()}
+def _act(
+    command_type: type, *, user, action: AuditAction, target: str, reason: str, ip_address: str | None, **fields: Any
+) -> ActionResult:
+    """Build `command_type` in the operator's name with a fresh command id, then audit and send it (`_send`).
+    A command that carries a reason of its own (stop, parameter change, rollback) gets the operator's: the engine
+    keeps it with the strategy's history."""
+    if "reason" in command_type.__struct_fields__:
+        fields["reason"] = reason[:TEXT_MAX_LENGTH]
+    command_id, operator = new_command_id(), user.get_username()[:64]
+    command = command_type(command_id=command_id, operator=operator, ts=time.time_ns(), **fields)
+    return _send(user=user, action=action, target=target, command=command, reason=reason, ip_address=ip_address)
 
 
 def new_client_order_id() -> str:
@@ -165,10 +175,16 @@ def submit_order(
     ip_address: str | None = None,
     client_order_id: str | None = None,
 ) -> ActionResult:
-    command = SubmitOrder(
-        **_command_fields(user),
+    client_order_id = client_order_id or new_client_order_id()
+    return _act(
+        SubmitOrder,
+        user=user,
+        action=AuditAction.ORDER_SUBMITTED,
+        target=f"order:{client_order_id}",
+        reason=reason,
+        ip_address=ip_address,
         strategy_id=strategy_id,
-        client_order_id=client_order_id or new_client_order_id(),
+        client_order_id=client_order_id,
         symbol=symbol,
         side=side,
         order_type=order_type,
@@ -176,70 +192,38 @@ def submit_order(
         quantity=quantity,
         price=price if order_type is OrderType.LIMIT else None,
     )
-    return _send(
-        user=user,
-        action=AuditAction.ORDER_SUBMITTED,
-        target=f"order:{command.client_order_id}",
-        command=command,
-        reason=reason,
-        ip_address=ip_address,
-    )
 
 
 def cancel_order(
     *, user, client_order_id: str, symbol: str, reason: str, ip_address: str | None = None
 ) -> ActionResult:
-    command = CancelOrder(**_command_fields(user), client_order_id=client_order_id, symbol=symbol)
-    return _send(
-        user=user,
-        action=AuditAction.ORDER_CANCELED,
-        target=f"order:{client_order_id}",
-        command=command,
-        reason=reason,
-        ip_address=ip_address,
-    )
+    action, target = AuditAction.ORDER_CANCELED, f"order:{client_order_id}"
+    fields = {"client_order_id": client_order_id, "symbol": symbol}
+    return _act(CancelOrder, user=user, action=action, target=target, reason=reason, ip_address=ip_address, **fields)
 
 
 def cancel_all_orders(
     *, user, scope_kind: ScopeKind, scope_name: str, reason: str, ip_address: str | None = None
 ) -> ActionResult:
-    command = CancelAllOrders(**_command_fields(user), scope=Scope(kind=scope_kind, name=scope_name))
-    return _send(
-        user=user,
-        action=AuditAction.CANCEL_ALL,
-        target=f"{scope_kind.name.lower()}:{scope_name}",
-        command=command,
-        reason=reason,
-        ip_address=ip_address,
+    action, target = AuditAction.CANCEL_ALL, f"{scope_kind.name.lower()}:{scope_name}"
+    fields = {"scope": Scope(kind=scope_kind, name=scope_name)}
+    return _act(
+        CancelAllOrders, user=user, action=action, target=target, reason=reason, ip_address=ip_address, **fields
     )
 
 
 def start_strategy(*, user, strategy_id: str, reason: str, ip_address: str | None = None) -> ActionResult:
-    command = StartStrategy(**_command_fields(user), strategy_id=strategy_id)
-    return _send(
-        user=user,
-        action=AuditAction.STRATEGY_STARTED,
-        target=f"strategy:{strategy_id}",
-        command=command,
-        reason=reason,
-        ip_address=ip_address,
-    )
+    action, target = AuditAction.STRATEGY_STARTED, f"strategy:{strategy_id}"
+    fields = {"strategy_id": strategy_id}
+    return _act(StartStrategy, user=user, action=action, target=target, reason=reason, ip_address=ip_address, **fields)
 
 
 def stop_strategy(
     *, user, strategy_id: str, reason: str, cancel_orders: bool = True, ip_address: str | None = None
 ) -> ActionResult:
-    command = StopStrategy(
-        **_command_fields(user), strategy_id=strategy_id, reason=reason[:512], cancel_orders=cancel_orders
-    )
-    return _send(
-        user=user,
-        action=AuditAction.STRATEGY_STOPPED,
-        target=f"strategy:{strategy_id}",
-        command=command,
-        reason=reason,
-        ip_address=ip_address,
-    )
+    action, target = AuditAction.STRATEGY_STOPPED, f"strategy:{strategy_id}"
+    fields = {"strategy_id": strategy_id, "cancel_orders": cancel_orders}
+    return _act(StopStrategy, user=user, action=action, target=target, reason=reason, ip_address=ip_address, **fields)
 
 
 def update_strategy_params(
@@ -251,30 +235,16 @@ def update_strategy_params(
     reason: str,
     ip_address: str | None = None,
 ) -> ActionResult:
-    command = UpdateStrategyParams(
-        **_command_fields(user), strategy_id=strategy_id, params=params, base_version=base_version, reason=reason
-    )
-    return _send(
-        user=user,
-        action=AuditAction.STRATEGY_PARAMS_CHANGED,
-        target=f"strategy:{strategy_id}",
-        command=command,
-        reason=reason,
-        ip_address=ip_address,
-    )
+    action, target = AuditAction.STRATEGY_PARAMS_CHANGED, f"strategy:{strategy_id}"
+    fields = {"strategy_id": strategy_id, "params": params, "base_version": base_version}
+    command = UpdateStrategyParams
+    return _act(command, user=user, action=action, target=target, reason=reason, ip_address=ip_address, **fields)
 
 
 def rollback_strategy_params(
     *, user, strategy_id: str, version: int, base_version: int | None, reason: str, ip_address: str | None = None
 ) -> ActionResult:
-    command = RollbackStrategyParams(
-        **_command_fields(user), strategy_id=strategy_id, version=version, base_version=base_version, reason=reason
-    )
-    return _send(
-        user=user,
-        action=AuditAction.STRATEGY_PARAMS_ROLLED_BACK,
-        target=f"strategy:{strategy_id}",
-        command=command,
-        reason=reason,
-        ip_address=ip_address,
-    )
+    action, target = AuditAction.STRATEGY_PARAMS_ROLLED_BACK, f"strategy:{strategy_id}"
+    fields = {"strategy_id": strategy_id, "version": version, "base_version": base_version}
+    command = RollbackStrategyParams
+    return _act(command, user=user, action=action, target=target, reason=reason, ip_address=ip_address, **fields)
