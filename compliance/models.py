@@ -31,7 +31,7 @@ class AuditAction(models.TextChoices):
     LIMIT_REJECTED = "risk.limit_rejected", "Limit change rejected"
     LIMIT_APPLIED = "risk.limit_applied", "Limit change in force"
     LIMIT_OVERRIDE_EXPIRED = "risk.limit_override_expired", "Temporary limit override expired"
-    TRIGGERS_CHANGED = "risk.triggers_changed", "Automatic kill triggers changed"
+    TRIGGERS_CHANGED = "risk.triggers_changed", "Automatic kill trigger change in force"
     TRIGGERS_PROPOSED = "risk.triggers_proposed", "Automatic kill trigger change proposed"
     TRIGGERS_APPROVED = "risk.triggers_approved", "Automatic kill trigger change approved"
     TRIGGERS_REJECTED = "risk.triggers_rejected", "Automatic kill trigger change rejected"
