@@ -13,7 +13,6 @@ Event-loop only: a hub belongs to one asyncio loop (daphne has one; each async t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -78,6 +77,7 @@ class LiveHub:
 
     async def unsubscribe(self, subscriber: Subscriber, topics: Iterable[str] | None = None) -> None:
         async with self._lock:
+            emptied = []
             for topic in list(self._subscribers if topics is None else topics):
                 members = self._subscribers.get(topic)
                 if members is None:
@@ -86,15 +86,20 @@ class LiveHub:
                 if not members:
                     del self._subscribers[topic]
                     self.latest.pop(topic, None)  # nobody here watches it: a stale copy must not serve a snapshot
-                    await self.layer.group_discard(group_name(topic), self._channel)
+                    emptied.append(topic)
+            channel, task = self._channel, None
             if not self._subscribers and self._task is not None:
-                # The last socket left: stop reading, and wait until the reader has unwound. channels_redis counts
-                # receivers and binds its receive lock to their loop; a cancel never run through leaves both behind
-                # for whatever loop receives next.
                 task, self._task, self._channel = self._task, None, None
+                # The last socket left: stop reading first, before any Redis round trip that a cancelled disconnect
+                # could cut short, so no reader outlives its sockets.
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for topic in emptied:
+                await self.layer.group_discard(group_name(topic), channel)
+            if task is not None:
+                # Wait until the reader has unwound: channels_redis counts receivers and binds its receive lock to
+                # their loop, and a cancel never run through leaves both behind for whatever loop receives next.
+                # asyncio.wait, not awaiting the task: its CancelledError is not ours, but a cancel of this call is.
+                await asyncio.wait([task])
 
     def accept(self, message: dict) -> bool:
         """Keep `message` if it is newer than what we hold for its topic. An update from another engine id
@@ -124,8 +129,7 @@ class LiveHub:
             await self._receive_loop(channel)
         finally:
             refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            await asyncio.wait([refresher])
 
     async def _refresh_groups(self, channel: str) -> None:
         # channels_redis drops a group member after `group_expiry` (a day by default) unless it is added again; a

@@ -294,6 +294,32 @@ async def test_when_the_last_socket_leaves_the_hub_has_stopped_receiving_before_
     assert layer.receive_lock is None
 
 
+async def test_a_disconnect_cut_short_while_leaving_the_groups_still_stops_the_hubs_reader(trader, monkeypatch):
+    # An ASGI server may cancel a disconnect that takes too long; the reader must not outlive the last socket.
+    communicator, _ = await subscribed(trader, ["pnl"])
+    live = hub()
+    reader = live._task
+    discarding = asyncio.Event()
+
+    async def slow_group_discard(group, channel):
+        discarding.set()
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(live.layer, "group_discard", slow_group_discard)
+    consumer = next(iter(live._subscribers["pnl"]))
+    leaving = asyncio.ensure_future(live.unsubscribe(consumer))
+    await discarding.wait()
+    leaving.cancel()
+    await asyncio.wait([leaving])
+    await asyncio.wait([reader], timeout=5)
+
+    assert leaving.cancelled()
+    assert reader.done()
+    assert live._task is None
+    monkeypatch.undo()
+    await communicator.disconnect()
+
+
 async def test_a_users_own_stream_carries_the_outcome_of_their_actions(trader):
     from console.realtime import publish_to_user
 
