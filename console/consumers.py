@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from importlib import import_module
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib import auth
@@ -87,7 +88,20 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.send_json({"type": "hello", "user": user.get_username(), "roles": self.roles, "ts": time.time()})
 
+    async def dispatch(self, message) -> None:
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except BaseException:
+            # Channels ends the consumer on a handler's exception (the database or Redis gone mid-subscribe)
+            # without calling disconnect(): leave the hub here, or it keeps this dead socket subscribed.
+            self.closing = True
+            await self._stop_streaming()
+            raise
+
     async def disconnect(self, code: int) -> None:
+        self.closing = True
         # A socket refused in connect() never got these attributes.
         await self._stop_streaming()
         await self.channel_layer.group_discard(BROADCAST_GROUP, self.channel_name)
@@ -157,8 +171,9 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             )
         if not allowed:
             return
-        await hub().subscribe(self, allowed)
+        # Noted before the hub is joined, so a failure half-way still leaves every joined topic to unsubscribe.
         self.topics.update(allowed)
+        await hub().subscribe(self, allowed)
         await self._send_snapshot(allowed)
 
     async def _unsubscribe(self, requested) -> None:
@@ -200,7 +215,16 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             self._flush_handle = loop.call_later(delay, lambda: asyncio.ensure_future(self._flush()))
 
     async def _flush(self) -> None:
-        self._flush_handle = None
+        # _flush_handle stays set while this runs, so updates arriving meanwhile only mark topics dirty: a second
+        # flush must not overtake this one's access re-check or send within the batch interval of it.
+        try:
+            await self._send_dirty()
+        finally:
+            self._flush_handle = None
+            if self._dirty and not self.closing:
+                self.topics_changed(())
+
+    async def _send_dirty(self) -> None:
         if self.closing:
             return
         if asyncio.get_running_loop().time() - self._access_checked_at > ACCESS_MAX_AGE_S:
@@ -283,7 +307,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         )
         self.refusals += 1
         if self.refusals >= MAX_REFUSALS:
-            await self.close(code=CLOSE_TOO_MANY_REFUSALS)
+            await self._shut(CLOSE_TOO_MANY_REFUSALS)
 
     async def console_heartbeat(self, event) -> None:
         # The heartbeat (Celery beat, every 2 s) is also the clock of the access re-check: a logout, a deactivated

@@ -320,6 +320,31 @@ async def test_a_disconnect_cut_short_while_leaving_the_groups_still_stops_the_h
     await communicator.disconnect()
 
 
+async def test_a_subscribe_that_fails_half_way_leaves_no_trace_of_the_socket_in_the_hub(trader, monkeypatch):
+    # Redis going away between two group joins ends the consumer with the error, and Channels then never calls
+    # disconnect(): the hub must not keep streaming to the dead socket.
+    communicator = await connected(trader)
+    await communicator.receive_json_from(timeout=5)  # hello
+    live = hub()
+    real_group_add = live.layer.group_add
+    joined = []
+
+    async def failing_second_group_add(group, channel):
+        if joined:
+            raise ConnectionError("redis went away")
+        joined.append(group)
+        await real_group_add(group, channel)
+
+    monkeypatch.setattr(live.layer, "group_add", failing_second_group_add)
+    await communicator.send_json_to({"type": "subscribe", "topics": ["fills", "pnl"]})
+    with pytest.raises(ConnectionError):
+        await communicator.receive_output(timeout=5)
+
+    assert joined == ["live.fills"]
+    assert live._subscribers == {}
+    assert live._task is None
+
+
 async def test_a_users_own_stream_carries_the_outcome_of_their_actions(trader):
     from console.realtime import publish_to_user
 
