@@ -175,8 +175,8 @@ def strategy(strategy_id: str) -> Strategy | None:
 
 
 def param_history(strategy_id: str, limit: int = 100) -> list[StrategyParamVersion]:
-    """Newest first. The engine's event says who changed the parameters but not why; the why is in the audit row
-    of the console command that asked for it (same command id), so it is filled in from there."""
+    """Newest first. The engine's event carries the operator's reason; rows the bridge wrote before it did have
+    none, and theirs is filled in from the audit row of the console command that asked (same command id)."""
     rows = list(StrategyParamVersion.objects.filter(strategy_id=strategy_id).order_by("-version", "-seq")[:limit])
     missing = [row.command_id for row in rows if row.command_id and not row.reason]
     if missing:
@@ -190,6 +190,12 @@ def param_history(strategy_id: str, limit: int = 100) -> list[StrategyParamVersi
         for row in rows:
             row.reason = row.reason or reasons.get(row.command_id, "")
     return rows
+
+
+def param_version(strategy_id: str, version: int) -> dict | None:
+    """The parameters of `version` as last recorded (the newest engine's, should an earlier engine have had one)."""
+    row = StrategyParamVersion.objects.filter(strategy_id=strategy_id, version=version).order_by("-seq").first()
+    return None if row is None else row.params
 
 
 # --- blotter (pages come from trading.selectors; the CSV download streams in keyset chunks) ---------------------

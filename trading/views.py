@@ -138,7 +138,8 @@ def strategy_action(request, strategy_id: str, action: str):
             result = actions.stop_strategy(**common, cancel_orders=cancel, ip_address=_ip(request))
         form = StrategyActionForm() if result.ok else form
     context = _strategy_context(request, reads.strategy(strategy_id) or row, action_form=form, result=result)
-    return _partial(request, "trading/strategy.html", "trading/_strategy_control.html", context)
+    status = 200 if result is not None and result.ok else 422
+    return _partial(request, "trading/strategy.html", "trading/_strategy_control.html", context, status=status)
 
 
 @require_POST
@@ -188,6 +189,12 @@ def strategy_rollback(request, strategy_id: str):
             reason=form.cleaned_data["reason"],
             ip_address=_ip(request),
         )
+        if result.ok:
+            # As after a change: the next form must carry the version the engine now has, or its compare-and-set
+            # refuses the operator's next edit as stale.
+            row.params = reads.param_version(strategy_id, form.cleaned_data["version"]) or row.params
+            row.params_version = result.reply.get("params_version") or row.params_version
+            form = RollbackForm()
     context = _strategy_context(request, row, rollback_form=form, result=result)
     status = 200 if result is not None and result.ok else 422
     return _partial(request, "trading/strategy.html", "trading/_strategy_params.html", context, status=status)

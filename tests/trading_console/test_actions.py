@@ -136,6 +136,7 @@ def test_cancel_all_for_a_strategy_clears_its_working_orders(engine, desk_client
     assert working == []
     event = audit(AuditAction.CANCEL_ALL)
     assert event.target == "strategy:manual" and event.reason == "flatten before close"
+    assert event.details["command"]["scope"] == {"kind": "STRATEGY", "name": "manual"}  # names, like the form
 
 
 def test_a_strategy_is_started_and_stopped_from_its_page_with_the_engines_reply(engine, desk_client, trader):
@@ -199,6 +200,8 @@ def test_a_rollback_puts_an_earlier_version_back_as_a_new_one(engine, desk_clien
     )
 
     assert response.context["result"].ok and response.context["result"].reply["params_version"] == 3
+    # The page's next change starts from the version the engine now has, not the one the page was rendered with.
+    assert response.context["params_form"].initial["base_version"] == 3
     (summary,) = [s for s in engine.snapshot().strategies if s.strategy_id == "as-btc"]
     assert str(summary.params["gamma"]) == "0.05"
     assert audit(AuditAction.STRATEGY_PARAMS_ROLLED_BACK).reason == "too wide"

@@ -55,12 +55,27 @@ const resubscribedAfterRevoke = sent.slice(afterBackwards);
 const timersBeforeClose = timers;
 socket.listeners.close.forEach((fn) => fn({ code: 4401 }));
 const closed = { reloads: reloads - reloadsAfterRevoke, reconnects: timers - timersBeforeClose };
+// A handshake refused while the page was away arrives as 1006 on a socket that never opened: the page asks
+// whether its own URL still answers, and reloads (to the login page) only when it redirects.
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+const reloadsBeforeRefusals = reloads;
+globalThis.fetch = async () => { throw new TypeError("server away"); };
+socket.listeners.close.forEach((fn) => fn({ code: 1006 }));
+await settle();
+const reloadsWhileServerAway = reloads - reloadsBeforeRefusals;
+globalThis.fetch = async () => ({ type: "opaqueredirect", status: 0 });
+socket.listeners.close.forEach((fn) => fn({ code: 1006 }));
+await settle();
+const reloadsWhenSignedOut = reloads - reloadsBeforeRefusals;
 const formats = [["0E-12", 2], ["65010.200000000000", null], ["-3.255", 2], ["1234.5", 2], ["-0.001", 2],
-                 ["999.995", 2], ["0.002000000000", null], ["65010", 1], ["-0.5", null]]
+                 ["999.995", 2], ["0.002000000000", null], ["65010", 1], ["-0.5", null],
+                 ["<img src=x onerror=alert(1)>", null], ["12abc", 2]]
   .map(([v, p]) => Live.decimal(v, p === null ? undefined : p));
 const signs = ["-1", "0.000", "2"].map(Live.signClass);
+const sums = [Live.add("0.1", "0.2"), Live.sub("0E-12", "1.5"), Live.add("-0.000000000001", "12345678901234.5")];
 console.log(JSON.stringify({ sent, afterInOrder, afterGap, afterBackwards, seen, formats, signs, reloadsAfterRevoke,
-                             resubscribedAfterRevoke, closed, liveClosed: document.body.dataset.liveClosed }));
+                             resubscribedAfterRevoke, closed, liveClosed: document.body.dataset.liveClosed,
+                             reloadsWhileServerAway, reloadsWhenSignedOut, sums }));
 """
 
 
@@ -106,10 +121,22 @@ def test_a_seq_going_backwards_makes_the_page_reload_the_snapshot_and_is_not_sho
 def test_decimal_strings_are_formatted_without_floating_point(run, tmp_path):
     result = run(tmp_path)
 
-    assert result["formats"] == [
+    assert result["formats"][:-2] == [
         "0.00", "65,010.2", "\u22123.26", "1,234.50", "0.00", "1,000.00", "0.002", "65,010.0", "\u22120.5",
     ]  # fmt: skip
     assert result["signs"] == ["neg", "zero", "pos"]
+
+
+def test_decimal_strings_are_added_exactly_even_where_floating_point_would_round(run, tmp_path):
+    result = run(tmp_path)
+
+    assert result["sums"] == ["0.300000000000", "-1.500000000000", "12345678901234.499999999999"]
+
+
+def test_text_that_is_not_a_number_is_shown_as_a_dash_never_passed_into_the_page(run, tmp_path):
+    result = run(tmp_path)
+
+    assert result["formats"][-2:] == ["\u2014", "\u2014"]
 
 
 def test_a_revoked_topic_is_never_asked_for_again_and_the_page_reloads(run, tmp_path):
@@ -124,3 +151,10 @@ def test_a_socket_closed_because_the_user_signed_out_is_not_reopened_but_the_pag
 
     assert result["closed"] == {"reloads": 1, "reconnects": 0}
     assert result["liveClosed"] == "4401"
+
+
+def test_a_refused_handshake_reloads_the_page_only_when_the_session_is_gone(run, tmp_path):
+    result = run(tmp_path)
+
+    assert result["reloadsWhileServerAway"] == 0
+    assert result["reloadsWhenSignedOut"] == 1

@@ -12,6 +12,8 @@ the engine validates again (grid, risk, parameter schema) and its reason code is
 
 from __future__ import annotations
 
+import enum
+import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -42,6 +44,8 @@ from engine.protocol import (
     UpdateStrategyParams,
 )
 
+log = logging.getLogger(__name__)
+
 ACCEPTED = "ACCEPTED"
 ATTEMPT = "attempt"
 REPLY = "reply"
@@ -71,15 +75,21 @@ def _decimal_text(value: Any) -> str:
 
 
 def _builtins(message: Any) -> dict[str, Any]:
-    # Decimals as strings (msgspec's default) and enums as names, so the audit row reads like the form the operator
-    # filled in, and the result can travel through the channel layer.
+    # Decimals as strings (msgspec's default) and enums as names, nested ones too (a cancel-all's scope kind), so
+    # the audit row reads like the form the operator filled in, and the result can travel through the channel layer.
     out = msgspec.to_builtins(message, enc_hook=_decimal_text)
-    for key, value in list(out.items()):
-        attr = getattr(message, key, None)
-        if hasattr(attr, "name") and isinstance(value, int):
-            out[key] = attr.name
+    _name_enums(message, out)
     out.pop("v", None)
     return out
+
+
+def _name_enums(struct: Any, out: dict[str, Any]) -> None:
+    for key, value in out.items():
+        attr = getattr(struct, key, None)
+        if isinstance(attr, enum.Enum):
+            out[key] = attr.name
+        elif isinstance(attr, msgspec.Struct) and isinstance(value, dict):
+            _name_enums(attr, value)
 
 
 def _send(
@@ -141,7 +151,7 @@ def _tell_user(username: str, result: ActionResult) -> None:
     try:
         publish_to_user(username=username, data={"action": result.as_dict(), "at": time.time()})
     except Exception:  # the action is done and audited; a missed notice to the user's other pages is not an error
-        pass
+        log.warning("could not tell %s's other pages the outcome of %s", username, result.command, exc_info=True)
 
 
 def _act(

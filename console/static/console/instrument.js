@@ -22,9 +22,9 @@ const norm = (v) => {
 
 function oursAt(side, price) {
   const p = norm(price);
-  let total = 0;
-  for (const o of ours) if (o.side === side && norm(o.price) === p) total += Number(o.leaves || o.leaves_quantity || 0);
-  return total ? `<span class="ours" title="our working order(s)">◆ ${Live.decimal(String(total))}</span>` : "";
+  let total = "0";
+  for (const o of ours) if (o.side === side && norm(o.price) === p) total = Live.add(total, o.leaves || o.leaves_quantity);
+  return /[1-9]/.test(total) ? `<span class="ours" title="our working order(s)">◆ ${Live.decimal(total)}</span>` : "";
 }
 
 function renderLadder() {

@@ -1,7 +1,6 @@
 // One websocket per page to /ws/console/, multiplexing every live topic the page needs (docs/console.md).
 //
 //   Live.subscribe(["pnl", "positions"], (topic, data, update) => { ... })   // data = the topic's latest state
-//   Live.on("user", (message) => { ... })                                     // raw frames by type, if needed
 //
 // - The server sends a "snapshot" after each subscribe and then "batch" frames (<= 10 a second) holding the newest
 //   state of every changed topic. Each frame has `frame`, +1 per frame on this socket: a missing one, or a topic
@@ -27,7 +26,6 @@ const wsAge = document.getElementById("ws-heartbeat-age");
 const banner = document.getElementById("engine-banner");
 
 const handlers = new Map(); // topic -> [callback]
-const frameHandlers = new Map(); // message type -> [callback]
 const lastSeq = new Map(); // topic -> seq last delivered
 const state = new Map(); // topic -> latest data
 let socket = null;
@@ -104,8 +102,6 @@ function onFrame(message) {
     console.warn("live:", message.code, message.reason);
     if (message.code === "TOPIC_REVOKED") revoke((message.refused || []).map((r) => r.topic));
   }
-  for (const callback of frameHandlers.get(message.type) || []) callback(message);
-  document.dispatchEvent(new CustomEvent("console:message", { detail: message }));
 }
 
 // Topics the server stopped: forget them, so a later re-subscribe does not ask again (a refused subscribe is
@@ -163,7 +159,8 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${location.host}/ws/console/`);
   show("connecting", "connecting…");
-  socket.addEventListener("open", () => { retryMs = 500; show("live", "live"); });
+  let opened = false;
+  socket.addEventListener("open", () => { opened = true; retryMs = 500; show("live", "live"); });
   socket.addEventListener("message", (event) => onFrame(JSON.parse(event.data)));
   socket.addEventListener("close", (event) => {
     if (event.code === CLOSE_UNAUTHENTICATED || event.code === CLOSE_NO_ROLE) {
@@ -174,9 +171,22 @@ function connect() {
     }
     show("down", "disconnected — retrying");
     renderEngine();
+    // A handshake the server refuses (session expired while the page was away) reaches the browser as 1006, not
+    // 4401: ask the page itself whether the session still holds before trying again.
+    if (!opened) sessionGone().then((gone) => { if (gone) location.reload(); });
     setTimeout(connect, retryMs);
     retryMs = Math.min(retryMs * 2, 10000);
   });
+}
+
+// True when the page's own URL now redirects (to the login page); false when it answers or the server is away.
+async function sessionGone() {
+  try {
+    const response = await fetch(location.href, { method: "HEAD", redirect: "manual", credentials: "same-origin" });
+    return response.type === "opaqueredirect" || response.status === 401 || response.status === 403;
+  } catch {
+    return false;
+  }
 }
 
 function render() {
@@ -195,9 +205,13 @@ function groupThousands(digits) {
   return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
+const DECIMAL_TEXT = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
 function formatDecimal(value, places) {
   if (value === null || value === undefined || value === "") return "—";
   let s = String(value).trim();
+  // Only a number is formatted: pages put the result into HTML, so anything else must not pass through.
+  if (!DECIMAL_TEXT.test(s)) return "—";
   // Python's str(Decimal) writes a zero with a scale as "0E-12": spell such values out (display only).
   if (/e/i.test(s)) s = Number(s).toFixed(12);
   const negative = s.startsWith("-");
@@ -223,6 +237,25 @@ function formatDecimal(value, places) {
   return (negative && !isZero ? "−" : "") + body;
 }
 
+// Exact sums of decimal strings (BigInt at 12 places): P&L and positions are never added in floating point.
+function toScaled(value, places) {
+  let s = String(value || "0").trim();
+  if (!DECIMAL_TEXT.test(s)) return 0n;
+  if (/e/i.test(s)) s = Number(s).toFixed(places); // "0E-12" and the like: Python's str of a scaled zero
+  const negative = s.startsWith("-");
+  if (negative) s = s.slice(1);
+  const [whole, frac = ""] = s.split(".");
+  const digits = BigInt((whole || "0") + frac.padEnd(places, "0").slice(0, places));
+  return negative ? -digits : digits;
+}
+function fromScaled(value, places) {
+  const negative = value < 0n;
+  const digits = (negative ? -value : value).toString().padStart(places + 1, "0");
+  return (negative ? "-" : "") + digits.slice(0, digits.length - places) + "." + digits.slice(digits.length - places);
+}
+function addDecimal(a, b) { return fromScaled(toScaled(a, 12) + toScaled(b, 12), 12); }
+function subDecimal(a, b) { return fromScaled(toScaled(a, 12) - toScaled(b, 12), 12); }
+
 function signClass(value) {
   const s = String(value ?? "");
   if (!/[1-9]/.test(s)) return "zero";
@@ -243,14 +276,11 @@ export const Live = {
     }
     if (fresh.length) send({ type: "subscribe", topics: fresh });
   },
-  on(type, callback) {
-    if (!frameHandlers.has(type)) frameHandlers.set(type, []);
-    frameHandlers.get(type).push(callback);
-  },
   latest(topic) { return state.get(topic); },
-  send,
   money: (value) => formatDecimal(value, 2),
   decimal: formatDecimal,
+  add: addDecimal,
+  sub: subDecimal,
   signClass,
   escapeHtml,
 };

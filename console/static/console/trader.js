@@ -37,30 +37,13 @@ function renderPnl(_topic, data) {
   let scope = firm;
   if (page === "instrument") scope = (data.scopes || []).find((s) => s.scope_kind === "INSTRUMENT" && s.scope_name === symbol);
   if (!scope) return;
-  const total = sub(add(scope.realized, scope.unrealized), scope.fees || "0");
+  const total = Live.sub(Live.add(scope.realized, scope.unrealized), scope.fees || "0");
   if (page === "instrument") { instrumentPnlSeen = true; setCell("inst-pnl", total, "money"); return; }
   setCell("pnl-total", total, "money");
   setCell("pnl-realized", scope.realized, "money");
   setCell("pnl-unrealized", scope.unrealized, "money");
   setCell("pnl-fees", scope.fees || "0", "cost");
 }
-
-// Exact decimal add/subtract on strings (P&L is never summed in floating point on the page).
-function toScaled(value, places) {
-  let s = String(value || "0").trim();
-  const negative = s.startsWith("-");
-  if (negative) s = s.slice(1);
-  const [whole, frac = ""] = s.split(".");
-  const digits = BigInt((whole || "0") + frac.padEnd(places, "0").slice(0, places));
-  return negative ? -digits : digits;
-}
-function fromScaled(value, places) {
-  const negative = value < 0n;
-  const digits = (negative ? -value : value).toString().padStart(places + 1, "0");
-  return (negative ? "-" : "") + digits.slice(0, digits.length - places) + "." + digits.slice(digits.length - places);
-}
-function add(a, b) { return fromScaled(toScaled(a, 12) + toScaled(b, 12), 12); }
-function sub(a, b) { return fromScaled(toScaled(a, 12) - toScaled(b, 12), 12); }
 
 function renderPositions(_topic, data) {
   if (!data) return;
@@ -70,8 +53,8 @@ function renderPositions(_topic, data) {
     let net = "0";
     let pnl = "0";
     for (const p of positions) {
-      net = add(net, p.quantity);
-      pnl = sub(add(pnl, add(p.realized, p.unrealized)), p.fees || "0");
+      net = Live.add(net, p.quantity);
+      pnl = Live.sub(Live.add(pnl, Live.add(p.realized, p.unrealized)), p.fees || "0");
     }
     setCell("inst-position", net, "qty");
     // The engine's INSTRUMENT-scope P&L wins when it is published (renderPnl); until then, the positions' sum.
@@ -99,7 +82,6 @@ function renderOrders(_topic, data) {
       <td class="side ${esc(String(o.side).toLowerCase())}">${esc(o.side)}</td><td class="num">${qty(o.price)}</td><td class="num">${qty(o.quantity)}</td>
       <td class="num">${qty(o.leaves_quantity)}</td><td><span class="badge">${esc(o.status)}</span></td>${cancel}</tr>`;
   }), "No working orders.", canCancel ? 9 : 8);
-  document.dispatchEvent(new CustomEvent("trader:orders", { detail: orders }));
 }
 
 function timeOf(value) {
