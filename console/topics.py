@@ -7,6 +7,7 @@ streams it never names, so `*` is refused like any other unknown topic.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ COMMAND_PERMISSIONS: dict[str, str] = {
     "QueryVenueOrders": "compliance.resolve_reconciliation",
 }
 
-_TOPIC_SHAPE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_.@+-]+)?$")
+_TOPIC_SHAPE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_.-]+)?$")
 MAX_TOPIC_LENGTH = 200
 MAX_TOPICS_PER_SUBSCRIBE = 64
 
@@ -89,9 +90,13 @@ def known_symbols() -> frozenset[str]:
 
 
 def group_name(topic: str) -> str:
-    """The channel-layer group of a topic. Redis group names allow [A-Za-z0-9_.-] only, so '@' and '+' of a
-    username are spelled out."""
-    return GROUP_PREFIX + topic.replace("@", "-at-").replace("+", "-plus-")
+    """The channel-layer group of a topic. Channels allows group names of [A-Za-z0-9_.-] under 100 characters,
+    and a Django username may be 150 characters of any letters: a user's stream is grouped by a digest of the
+    name instead."""
+    family, _, name = topic.partition(".")
+    if family == USER_FAMILY and name:
+        return f"{GROUP_PREFIX}{USER_FAMILY}.{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+    return GROUP_PREFIX + topic
 
 
 def user_topic(username: str) -> str:
@@ -100,17 +105,20 @@ def user_topic(username: str) -> str:
 
 def check_topic(topic: object, *, username: str, permissions: frozenset[str]) -> TopicRefusal | None:
     """None when a user with `permissions` may subscribe to `topic`, else why not."""
-    if not isinstance(topic, str) or len(topic) > MAX_TOPIC_LENGTH or not _TOPIC_SHAPE.match(topic):
+    if not isinstance(topic, str) or len(topic) > MAX_TOPIC_LENGTH:
         return TopicRefusal(str(topic)[:MAX_TOPIC_LENGTH], UNKNOWN_TOPIC, "not a topic name")
     family, _, name = topic.partition(".")
+    if family == USER_FAMILY and name:
+        # Before the shape check: a username may hold any letter Django allows, and only its owner's name matches.
+        if name != username:
+            return TopicRefusal(topic, OTHER_USERS_STREAM, "a user stream is readable only by its user")
+        return None
+    if not _TOPIC_SHAPE.match(topic):
+        return TopicRefusal(topic, UNKNOWN_TOPIC, "not a topic name")
     if not name:
         needed = FIXED_TOPICS.get(topic)
         if needed is None:
             return TopicRefusal(topic, UNKNOWN_TOPIC, f"no topic {topic!r}")
-    elif family == USER_FAMILY:
-        if name != username:
-            return TopicRefusal(topic, OTHER_USERS_STREAM, "a user stream is readable only by its user")
-        return None
     elif family in SYMBOL_FAMILIES:
         if name not in known_symbols():
             return TopicRefusal(topic, UNKNOWN_TOPIC, f"no instrument {name!r}")

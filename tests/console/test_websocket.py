@@ -358,6 +358,23 @@ async def test_a_users_own_stream_carries_the_outcome_of_their_actions(trader):
     await communicator.disconnect()
 
 
+async def test_a_user_with_a_long_unicode_name_gets_the_outcome_of_their_own_actions(db):
+    # Django allows 150 characters of any letters in a username; channel-layer group names allow neither.
+    from console.realtime import publish_to_user
+    from tests.conftest import _make_user
+
+    name = "zoë.ünïcode+desk@example.com" + "x" * 120
+    user = await database_sync_to_async(_make_user)(name, "trader")
+    communicator, snapshot = await subscribed(user, [f"user.{name}"])
+
+    await sync_to_async(publish_to_user, thread_sensitive=False)(username=name, data={"action": {"ok": 1}})
+    frame = await communicator.receive_json_from(timeout=5)
+
+    assert snapshot["topics"] == [f"user.{name}"]
+    assert frame["updates"][0]["data"] == {"action": {"ok": 1}}
+    await communicator.disconnect()
+
+
 @pytest.mark.parametrize(
     ("message", "code"),
     [
