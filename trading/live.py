@@ -1,9 +1,9 @@
 """Live updates for the console: channel-layer groups `live.<topic>` and the latest state of every topic in Redis.
 
 The bridge (`manage.py engine_bridge`) is the main publisher: it conflates engine events into at most one update
-per topic per 50 ms (latest state wins) and calls `apublish` after the rows behind it are committed. Other
-publishers (riskdesk's alerts) call `publish` from sync code. A page that (re)connects reads `latest(topics)` for a
-snapshot, then listens to the groups; `seq` lets it drop an update older than its snapshot.
+per topic per 50 ms (latest state wins) and sends them with `AsyncPublisher.send` after the rows behind them are
+committed. Other publishers (riskdesk's alerts) call `publish` from sync code. A page that (re)connects reads
+`latest(topics)` for a snapshot, then listens to the groups; `seq` lets it drop an update older than its snapshot.
 
 Message sent to group `live.<topic>`:
     {"type": "live.update", "topic": ..., "seq": <engine seq>, "engine_id": ..., "ts": <engine ts ns>, "data": {...}}

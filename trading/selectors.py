@@ -73,7 +73,8 @@ MAX_PNL_BUCKETS = 10_000
 
 # One backward probe of the (scope_kind, scope_name, ts, seq) index per bucket: the cost follows the number of
 # buckets, not of snapshots (the engine may report P&L on every tick). date_bin aligns buckets to the epoch.
-# Parameters: start, bucket, end, bucket (the series), then scope_kind, scope_name, start, bucket, end.
+# Parameters: bucket, start, end, bucket (the series: date_bin takes the stride first), then scope_kind, scope_name,
+# start, bucket, end.
 PNL_SERIES_SQL = """
     SELECT b.bucket, p.realized_pnl, p.unrealized_pnl, p.fees
     FROM generate_series(date_bin(%s, %s, timestamptz 'epoch'), %s, %s) AS b(bucket)

@@ -65,7 +65,7 @@ def test_undecodable_bytes_and_an_event_with_a_bad_field_become_dead_letters_and
     garbage = b"\xc1not messagepack at all"
     bad_field = tob_frame(engine_id, 2, bid_size=-3)
     frames = [tob_frame(engine_id, 1), garbage, bad_field, tob_frame(engine_id, 3)]
-    items = [decode_frame(CODEC, engine_id, frame, time.time_ns()) for frame in frames]
+    items = [decode_frame(CODEC, engine_id, frame) for frame in frames]
 
     checkpoint, fresh = writer.flush(items)
 
@@ -83,7 +83,7 @@ def test_a_batch_of_dead_letters_written_again_after_a_lost_commit_acknowledgeme
     engine_id = writer.engine_id
     # No seq (undecodable bytes), a seq of their own (a bad field), and a refused replay as the bridge records it.
     frames = [b"\xc1garbage", tob_frame(engine_id, 1, bid_size=-3)]
-    items = [decode_frame(CODEC, engine_id, frame, time.time_ns()) for frame in frames]
+    items = [decode_frame(CODEC, engine_id, frame) for frame in frames]
     refused = Pending(seq=None, dead=BridgeDeadLetter(engine_id, 2, "REPLAY_REFUSED", "journal truncated", b""))
     writer.flush([*items, refused])
 
@@ -102,7 +102,7 @@ def test_a_batch_of_dead_letters_written_again_after_a_lost_commit_acknowledgeme
 
 
 def test_an_event_of_another_engine_on_the_stream_is_set_aside_not_written(writer):
-    item = decode_frame(CODEC, writer.engine_id, tob_frame("someone-else", 1), time.time_ns())
+    item = decode_frame(CODEC, writer.engine_id, tob_frame("someone-else", 1))
 
     checkpoint, _ = writer.flush([item])
 

@@ -8,11 +8,13 @@ from decimal import Decimal
 
 from channels.layers import get_channel_layer
 
-from engine.enums import TradingState
+from engine.enums import Side, TradingState
 from engine.protocol import (
     EngineHeartbeat,
     EventEnvelope,
     InstrumentRegistry,
+    MarketTrade,
+    OrderFilled,
     PnlUpdated,
     Scope,
     ScopeTradingState,
@@ -22,10 +24,10 @@ from engine.protocol import (
 )
 from tests.bridge.conftest import unique_engine_id
 from tests.bridge.helpers import order
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.engine_process import INSTRUMENTS_FILE
 from trading import live
-from trading.bridge.livestate import LiveState
+from trading.bridge.livestate import TRADES_KEPT, LivePublisher, LiveState
 from trading.bridge.rows import Units
 from trading.bridge.service import Bridge
 from trading.bridge.writer import Pending, Writer, conninfo_from_settings
@@ -250,3 +252,85 @@ def test_the_newest_stored_pnl_of_each_scope_is_what_a_starting_bridge_loads(eng
         "unrealized": "1.5",
         "fees": "0.2",
     }
+
+
+def test_a_starting_bridge_seeds_fills_with_their_exact_nanosecond_and_pnl_with_its_microsecond(
+    engine_process, transactional_db
+):
+    from django.conf import settings
+
+    engine = engine_process(engine_id=unique_engine_id("tsload"), flow=[])
+    bridge = Bridge(
+        conninfo=conninfo_from_settings(settings.DATABASES["default"]),
+        command_endpoint=engine.command_endpoint,
+        event_endpoint=engine.event_endpoint,
+        keys_dir=engine.keys_dir,
+        instruments=InstrumentRegistry.from_toml(INSTRUMENTS_FILE),
+    )
+    bridge.engine_id = engine_id = engine.engine_id
+    bridge.writer = Writer(conninfo=bridge.conninfo, engine_id=engine_id, units=UNITS)
+    bridge.writer.connect()
+    ts = time.time_ns() // 10**9 * 10**9 + 123_456_789  # well inside a second: rounding to seconds shows
+    fill = OrderFilled(
+        strategy_id="manual",
+        client_order_id="a",
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        exec_id="x-1",
+        venue_order_id=2,
+        last_price=600000,
+        last_quantity=2,
+        leaves_quantity=0,
+        cum_quantity=2,
+        commission=Decimal("0.01"),
+    )
+    pnl = PnlUpdated(scope=Scope.firm(), realized_pnl=Decimal("1"), unrealized_pnl=Decimal("0"))
+    events = [EventEnvelope(engine_id=engine_id, seq=s, ts=ts, event=e) for s, e in ((1, fill), (2, pnl))]
+    try:
+        bridge.writer.flush([Pending(seq=e.seq, env=e) for e in events])
+
+        fills = bridge._recent_fills()
+        pnls = bridge._latest_pnl()
+    finally:
+        bridge.writer.close()
+        bridge.link.close()
+
+    assert [(f["seq"], f["ts"]) for f in fills] == [(1, ts)]
+    # trading_pnlsnapshot keeps no ts_ns: its timestamptz holds whole microseconds.
+    assert [(seq, seed_ts) for seq, seed_ts, _scope in pnls] == [(2, ts // 1000 * 1000)]
+
+
+def market_trade(seq: int, price: int) -> EventEnvelope:
+    event = MarketTrade(symbol="BTCUSDT", price=price, quantity=1, aggressor=Side.SELL)
+    return EventEnvelope(engine_id="e1", seq=seq, ts=1_000 + seq, event=event)
+
+
+def test_a_burst_of_trades_beyond_what_one_update_carries_keeps_the_newest_ones():
+    state = LiveState(engine_id="e1", units=UNITS)
+    state.apply([market_trade(seq, 600_000 + seq) for seq in range(1, TRADES_KEPT + 101)], {})
+
+    (update,) = state.take()
+
+    trades = update["data"]["trades"]
+    assert (update["topic"], update["seq"], len(trades)) == ("trades.BTCUSDT", TRADES_KEPT + 100, TRADES_KEPT)
+    # Newest first: the last trade of the burst down to the 101st; the first 100 are the ones left out.
+    assert [t["ts"] for t in trades] == [1_000 + seq for seq in range(TRADES_KEPT + 100, 100, -1)]
+
+
+def test_trades_of_an_update_redis_refused_are_sent_again_with_the_ones_that_came_after(settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/4"  # nothing listens: every send fails
+    state = LiveState(engine_id="e1", units=UNITS)
+    state.apply([market_trade(1, 600_001), market_trade(2, 600_002)], {})
+    publisher = LivePublisher(state, interval_s=0.01)
+    publisher.start()
+    try:
+        wait_for(lambda: publisher.failures >= 2, timeout=30, what="the publisher to fail twice")
+        state.apply([market_trade(3, 600_003)], {})  # arrives while the sends keep failing
+        wait_for(lambda: publisher.failures >= 4, timeout=30, what="the publisher to fail twice more")
+    finally:
+        publisher.stop()
+
+    (retry,) = state.take()  # what the next attempt sends
+
+    assert (retry["topic"], retry["seq"]) == ("trades.BTCUSDT", 3)
+    assert [t["price"] for t in retry["data"]["trades"]] == ["60000.3", "60000.2", "60000.1"]

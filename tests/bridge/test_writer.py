@@ -15,6 +15,8 @@ from engine.protocol import (
     OrderFilled,
     OrderSubmitted,
     Scope,
+    StrategyState,
+    StrategyStateChanged,
     TopOfBookChanged,
     TriggersChanged,
     TriggerSettings,
@@ -22,10 +24,11 @@ from engine.protocol import (
 from tests.bridge.conftest import unique_engine_id
 from tests.bridge.helpers import INSTRUMENTS, assert_hash_chain_holds
 from trading.bridge.committer import Committer
+from trading.bridge.livestate import LiveState
 from trading.bridge.rows import Units, payload_of, ts_datetime
 from trading.bridge.service import BridgeStats
 from trading.bridge.writer import Pending, Writer, conninfo_from_settings
-from trading.models import BridgeCheckpoint, DeadLetter, Fill, Order, OrderEvent, Tick
+from trading.models import BridgeCheckpoint, DeadLetter, Fill, Order, OrderEvent, Strategy, Tick
 
 
 def submitted(engine_id: str, seq: int, cid: str) -> Pending:
@@ -197,3 +200,71 @@ def test_a_triggers_change_is_stored_in_the_order_event_chain_with_who_set_it_an
     )
     assert bytes(row.payload) == payload_of(changed.env)
     assert_hash_chain_holds(engine_id)
+
+
+def strategy_state(engine_id: str, seq: int, strategy_id: str, state: StrategyState) -> Pending:
+    event = StrategyStateChanged(strategy_id=strategy_id, state=state, previous=StrategyState.STOPPED)
+    return Pending(seq=seq, env=EventEnvelope(engine_id=engine_id, seq=seq, ts=time.time_ns(), event=event))
+
+
+def test_a_strategy_state_from_an_engine_under_a_new_id_applies_though_its_seq_is_below_the_old_engines(writers):
+    old = writers[0]
+    new = Writer(conninfo=old.conninfo, engine_id=unique_engine_id("writer"), units=old.units)
+    new.connect()
+    strategy_id = unique_engine_id("strat")
+    old.flush([strategy_state(old.engine_id, 500, strategy_id, StrategyState.RUNNING)])
+
+    try:
+        new.flush([strategy_state(new.engine_id, 1, strategy_id, StrategyState.FAILED)])
+    finally:
+        new.close()
+
+    row = Strategy.objects.get(strategy_id=strategy_id)
+    assert (row.state, row.engine_id, row.last_seq) == ("FAILED", new.engine_id, 1)
+
+
+def test_a_batch_whose_commit_went_through_unacknowledged_still_reaches_the_live_state_and_counters_on_retry(
+    writers,
+):
+    writer, other = writers
+    engine_id = writer.engine_id
+    batch = [submitted(engine_id, 1, "a"), accepted(engine_id, 2, "a")]
+    writer.checkpoint()  # what this writer knows committed: nothing yet
+    # The COMMIT of this batch goes through but its acknowledgement never reaches the writer (the connection
+    # breaks): the rows and checkpoint are in the database, the writer still stands at 0. Committed here on a
+    # second connection, the database ends in exactly that state.
+    other.flush(batch)
+    live = LiveState(engine_id=engine_id, units=writer.units)
+    stats = BridgeStats()
+    committer = Committer(writer=writer, live=live, stats=stats, checkpoint=0, stopping=lambda: False, max_delay_s=1)
+    committer.start()
+
+    committer.submit(batch)  # the retry
+    committer.finish(timeout=60)
+
+    assert committer.error is None and committer.checkpoint == 2
+    assert (stats.events, stats.dead_letters) == (2, 0)
+    published = {m["topic"]: m for m in live.take()}
+    assert published["orders"]["seq"] == 2
+    assert [(o["client_order_id"], o["status"]) for o in published["orders"]["data"]["working"]] == [("a", "NEW")]
+    assert OrderEvent.objects.filter(engine_id=engine_id).count() == 2
+
+
+def test_a_batch_handed_over_just_as_the_commit_thread_gives_up_is_counted_as_uncommitted(writers):
+    writer = writers[0]
+    engine_id = writer.engine_id
+    writer.conn.close()  # PostgreSQL gone, and the bridge is stopping: the thread gives up at once
+    committer = Committer(
+        writer=writer, live=None, stats=BridgeStats(), checkpoint=0, stopping=lambda: True, max_delay_s=1
+    )
+    committer.start()
+    committer.submit([submitted(engine_id, 1, "a"), accepted(engine_id, 2, "a")])
+    committer.join(timeout=60)
+    # The main thread's put that won the race with the thread's exit: the batch lands after the queue was drained.
+    committer.queue.put([submitted(engine_id, 3, "b")])
+
+    stop_refused = committer.submit(None)
+    committer.finish(timeout=60)
+
+    assert stop_refused is False
+    assert (committer.is_alive(), committer.error, committer.uncommitted) == (False, None, 3)

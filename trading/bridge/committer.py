@@ -64,22 +64,26 @@ class Committer(threading.Thread):
 
     # --- main thread --------------------------------------------------------------------------------------------
 
-    def submit(self, batch: list[Pending]) -> bool:
-        """Hand a batch over (blocks while two are in hand). False if this thread is gone."""
+    def submit(self, batch: list[Pending] | None) -> bool:
+        """Hand a batch over (blocks while two are in hand); None asks the thread to stop. False if it is gone."""
         while self.is_alive():
             try:
                 self.queue.put(batch, timeout=0.1)
                 return True
             except queue.Full:
                 continue
-        self.uncommitted += sum(1 for p in batch if p.env is not None)
+        if batch is not None:
+            self.uncommitted += sum(1 for p in batch if p.env is not None)
         return False
 
     def finish(self, timeout: float | None = None) -> None:
         """Write everything handed over, then stop."""
         if self.is_alive():
-            self.submit(None)  # type: ignore[arg-type]
+            self.submit(None)
             self.join(timeout)
+        if not self.is_alive():
+            # A batch put just as the thread gave up (after it had drained the queue) is still in it: count it.
+            self._give_up()
 
     # --- this thread --------------------------------------------------------------------------------------------
 
@@ -100,9 +104,8 @@ class Committer(threading.Thread):
                 rest = self.queue.get_nowait()
             except queue.Empty:
                 return
-            if rest is None:
-                return
-            self.uncommitted += sum(1 for p in rest if p.env is not None)
+            if rest is not None:
+                self.uncommitted += sum(1 for p in rest if p.env is not None)
 
     def _flush(self, pending: list[Pending]) -> bool:
         """Commit `pending`; on a lost connection reconnect and retry until it commits or the bridge stops."""
@@ -146,6 +149,11 @@ class Committer(threading.Thread):
                     raise  # a dead letter itself was refused: nothing sensible is left to do
                 code = getattr(exc, "sqlstate", None) or "REJECTED"
                 log.error("event %d refused by the database: %s", item.env.seq, exc)
-                self.checkpoint = writer.dead_letter_alone(item, reason_code=f"DB_{code}", reason=str(exc))
+                try:
+                    self.checkpoint = writer.dead_letter_alone(item, reason_code=f"DB_{code}", reason=str(exc))
+                except psycopg.OperationalError:
+                    # The connection broke while setting it aside: reconnect and retry from this event like any
+                    # other lost connection (it is refused again, or found committed, then set aside once).
+                    return self._flush(items[index:])
                 self.stats.dead_letters += 1
         return True

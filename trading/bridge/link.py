@@ -174,47 +174,38 @@ def next_seq_after(frames: list[bytes], from_seq: int) -> int:
     return expected
 
 
-_SYMBOLS: dict[int, frozenset[str]] = {}
+def codec_symbols(codec: Codec) -> frozenset[str]:
+    """The symbols the fast decoder accepts: the codec's instruments (build once and keep, e.g. `EngineLink.symbols`;
+    a frame of another symbol is left to the codec, which refuses it)."""
+    return frozenset(codec.instruments.symbols)
 
 
-def decode_frames(codec: Codec, engine_id: str, frames: list[bytes], received_ns: int) -> list[Pending | FastEnvelope]:
+def decode_frames(
+    codec: Codec, engine_id: str, frames: list[bytes], symbols: frozenset[str] | None = None
+) -> list[Pending | FastEnvelope]:
     """`decode_frame` for each frame, with one C call for the common case of a run of market-data frames."""
-    symbols = _symbols(codec)
+    if symbols is None:
+        symbols = codec_symbols(codec)
     envs = decode_many_fast(frames, symbols, engine_id) if len(frames) > 1 else None
     if envs is not None:
         return envs  # each FastEnvelope is its own Pending
-    return [decode_frame(codec, engine_id, data, received_ns) for data in frames]
+    return [decode_frame(codec, engine_id, data, symbols) for data in frames]
 
 
-def _symbols(codec: Codec) -> frozenset[str]:
-    symbols = _SYMBOLS.get(id(codec))
-    if symbols is None:
-        symbols = _SYMBOLS[id(codec)] = frozenset(codec.instruments.symbols)
-    return symbols
-
-
-def decode_frame(codec: Codec, engine_id: str, data: bytes, received_ns: int) -> Pending:
+def decode_frame(codec: Codec, engine_id: str, data: bytes, symbols: frozenset[str] | None = None) -> Pending:
     """One frame as a Pending: the event, or a dead letter naming why it could not be used."""
-    env = decode_fast(data, _symbols(codec))
+    env = decode_fast(data, codec_symbols(codec) if symbols is None else symbols)
     if env is not None and env.engine_id == engine_id:
-        return Pending(seq=env.seq, env=env, received_ns=received_ns)
+        return Pending(seq=env.seq, env=env)
     try:
         env = codec.decode_event(data)
     except ProtocolError as exc:
         engine, seq = _header(data)
-        return Pending(
-            seq=seq,
-            dead=DeadLetter(engine or engine_id, seq, exc.code, exc.reason, bytes(data)),
-            received_ns=received_ns,
-        )
+        return Pending(seq=seq, dead=DeadLetter(engine or engine_id, seq, exc.code, exc.reason, bytes(data)))
     if env.engine_id != engine_id:
         reason = f"event of engine {env.engine_id!r} on the stream of {engine_id!r}"
-        return Pending(
-            seq=None,
-            dead=DeadLetter(engine_id, None, "ENGINE_ID_MISMATCH", reason, bytes(data)),
-            received_ns=received_ns,
-        )
-    return Pending(seq=env.seq, env=env, received_ns=received_ns)
+        return Pending(seq=None, dead=DeadLetter(engine_id, None, "ENGINE_ID_MISMATCH", reason, bytes(data)))
+    return Pending(seq=env.seq, env=env)
 
 
 def _header(data: bytes) -> tuple[str, int | None]:
@@ -233,6 +224,7 @@ class EngineLink:
     def __init__(self, *, client: ReplayClient, event_endpoint: str, keys_dir: Any, rcvhwm: int = 1_000_000) -> None:
         self.client = client
         self.codec = client.codec
+        self.symbols = codec_symbols(self.codec)  # for the fast decoder (decode_frames), built once per link
         # A receive queue deep enough for seconds of a busy stream while a batch commits: frames beyond it are
         # dropped by ZeroMQ (the bridge then notices the gap and replays). A high-water mark only applies to
         # connections made after it is set, so it is a default of the socket's own context.
@@ -244,11 +236,11 @@ class EngineLink:
         )
         self.socket = self._subscriber.socket
 
-    def poll(self, timeout_ms: int, max_frames: int) -> tuple[list[bytes], int]:
-        """Up to `max_frames` frames and the time they were taken (ns); waits at most `timeout_ms` for the first."""
+    def poll(self, timeout_ms: int, max_frames: int) -> list[bytes]:
+        """Up to `max_frames` frames; waits at most `timeout_ms` for the first."""
         out: list[bytes] = []
         if not self.socket.poll(timeout_ms):
-            return out, 0
+            return out
         # Two recv calls with Frame objects, not recv_multipart: pyzmq's multipart helper asks the socket for
         # RCVMORE through getsockopt per part and costs several times more per message, which matters at 100 K/s.
         recv = self.socket.recv
@@ -273,14 +265,14 @@ class EngineLink:
                 if not part.more:
                     break
             append(b"".join(parts))
-        return out, time.time_ns()
+        return out
 
     def snapshot(self) -> Any:
         return self.client.snapshot(operator=OPERATOR)
 
     def replay(self, from_seq: int, engine_id: str) -> Iterator[list[bytes] | list[FastEnvelope]]:
         """Replies to a replay from `from_seq`: decoded market-data envelopes of `engine_id`, or raw frames."""
-        symbols = _symbols(self.codec)
+        symbols = self.symbols
         return self.client.replay_batches(from_seq, lambda envs: valid_run(envs, symbols, engine_id))
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """Conflated live topics (common contract: docs/bridge.md) built from committed events.
 
-`LiveState.apply` runs on the bridge's main thread after each commit (so nobody hears of a row that rolled back);
+`LiveState.apply` runs on the bridge's commit thread after each commit (so nobody hears of a row that rolled back);
 it only records the newest input per topic and marks the topic dirty. `LivePublisher` is a thread with its own
 asyncio loop that, every 50 ms, renders each dirty topic once (latest state wins) and sends it through
 `trading.live.AsyncPublisher`: at most one update per topic per interval, whatever the event rate.
@@ -26,7 +26,6 @@ from engine.protocol import (
     PnlUpdated,
     PositionChanged,
     RiskUtilisation,
-    ScopeKind,
     Side,
     StrategyParamsChanged,
     StrategyState,
@@ -36,7 +35,7 @@ from engine.protocol import (
     TradingStateChanged,
 )
 from trading.bridge.fast import FastMarketTrade, FastTopOfBook
-from trading.bridge.rows import WORKING, Units, jsonable
+from trading.bridge.rows import WORKING, Units, jsonable, scope_parts
 
 log = logging.getLogger("trading.bridge")
 
@@ -54,10 +53,6 @@ _SNAPSHOT_TOPICS = frozenset(
 
 def _s(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
-
-
-def _scope(scope: Any) -> tuple[str, str]:
-    return ScopeKind(scope.kind).name, scope.name
 
 
 class LiveState:
@@ -80,9 +75,9 @@ class LiveState:
         self.risk: list | None = None
         self.tob: dict[str, Any] = {}
         self.books: dict[str, Any] = {}
-        self.trades: dict[str, list] = {}
+        self.trades: dict[str, deque[dict]] = {}  # per symbol, oldest first: the trades since the last publish
 
-    # --- input (main thread) ------------------------------------------------------------------------------------
+    # --- input (main thread at start-up, then the commit thread) ------------------------------------------------------
 
     def load_snapshot(
         self, snapshot: Any, fills: list[dict] | None = None, pnl: list[tuple[int, int, dict]] | None = None
@@ -94,7 +89,7 @@ class LiveState:
             self.base_seq = snapshot.seq
             marks = dict.fromkeys(_SNAPSHOT_TOPICS, (snapshot.seq, snapshot.ts))
             for item in snapshot.trading_states:
-                kind, name = _scope(item.scope)
+                kind, name = scope_parts(item.scope)
                 if kind == "FIRM":
                     self.heartbeat = {
                         "engine_id": snapshot.engine_id,
@@ -110,7 +105,7 @@ class LiveState:
                     "code": "",
                 }
             for item in snapshot.limits:
-                kind, name = _scope(item.scope)
+                kind, name = scope_parts(item.scope)
                 self.limits[(kind, name)] = {"scope_kind": kind, "scope_name": name, "limits": jsonable(item.limits)}
             for item in snapshot.strategies:
                 self.strategies[item.strategy_id] = {
@@ -177,16 +172,17 @@ class LiveState:
                     continue
                 mark = (env.seq, env.ts)
                 if kind is FastMarketTrade or kind is MarketTrade:
-                    trades = self.trades.setdefault(event.symbol, [])
-                    if len(trades) < TRADES_KEPT:
-                        trades.append(
-                            {
-                                "price": str(units.price(event.symbol, event.price)),
-                                "quantity": str(units.qty(event.symbol, event.quantity)),
-                                "aggressor": Side(event.aggressor).name,
-                                "ts": env.ts,
-                            }
-                        )
+                    trades = self.trades.get(event.symbol)
+                    if trades is None:
+                        trades = self.trades[event.symbol] = deque(maxlen=TRADES_KEPT)
+                    trades.append(  # a full deque drops its oldest: a burst keeps its newest trades
+                        {
+                            "price": str(units.price(event.symbol, event.price)),
+                            "quantity": str(units.qty(event.symbol, event.quantity)),
+                            "aggressor": Side(event.aggressor).name,
+                            "ts": env.ts,
+                        }
+                    )
                     dirty["trades." + event.symbol] = mark
                 elif kind is BookDepth:
                     self.books[event.symbol] = event
@@ -199,7 +195,7 @@ class LiveState:
                     }
                     dirty["heartbeat"] = mark
                 elif kind is PnlUpdated:
-                    k, n = _scope(event.scope)
+                    k, n = scope_parts(event.scope)
                     self.pnl[(k, n)] = {
                         "scope_kind": k,
                         "scope_name": n,
@@ -230,7 +226,7 @@ class LiveState:
                     }
                     dirty["positions"] = mark
                 elif kind is TradingStateChanged:
-                    k, n = _scope(event.scope)
+                    k, n = scope_parts(event.scope)
                     self.trading_states[(k, n)] = {
                         "scope_kind": k,
                         "scope_name": n,
@@ -241,7 +237,7 @@ class LiveState:
                     }
                     dirty["trading_state"] = mark
                 elif kind is LimitsChanged:
-                    k, n = _scope(event.scope)
+                    k, n = scope_parts(event.scope)
                     self.limits[(k, n)] = {"scope_kind": k, "scope_name": n, "limits": jsonable(event.limits)}
                     dirty["limits"] = mark
                 elif kind is StrategyStateChanged or kind is StrategyParamsChanged:
@@ -271,7 +267,7 @@ class LiveState:
 
     def _utilisation(self, u: Any) -> dict[str, Any]:
         data = jsonable(u)
-        kind, name = _scope(u.scope)
+        kind, name = scope_parts(u.scope)
         data.pop("scope", None)
         return {"scope_kind": kind, "scope_name": name, **data}
 
@@ -306,6 +302,19 @@ class LiveState:
                     out.append(message(topic, seq=seq, ts=ts, engine_id=self.engine_id, data=data))
             return out
 
+    def put_back(self, messages: list[dict[str, Any]]) -> None:
+        """`take`'s messages that could not be sent: their topics are dirty again (a newer input keeps its own
+        mark) and the trades they carried go back before any that arrived since, so the retry sends them too."""
+        with self.lock:
+            for m in messages:
+                topic = m["topic"]
+                self.dirty.setdefault(topic, (m["seq"], m["ts"]))
+                if topic.startswith("trades."):
+                    symbol = topic[7:]
+                    trades = deque(reversed(m["data"]["trades"]), maxlen=TRADES_KEPT)
+                    trades.extend(self.trades.get(symbol, ()))
+                    self.trades[symbol] = trades
+
     def _render(self, topic: str) -> dict[str, Any] | None:
         if topic.startswith("tob."):
             return self._tob(self.tob[topic[4:]])
@@ -317,7 +326,7 @@ class LiveState:
             ]
             return {"symbol": symbol, "bids": levels(book.bids), "asks": levels(book.asks)}
         if topic.startswith("trades."):
-            trades = self.trades.pop(topic[7:], [])
+            trades = self.trades.pop(topic[7:], ())  # taken: the next publish carries only newer trades
             return {"trades": list(reversed(trades))}
         if topic == "heartbeat":
             return self.heartbeat
@@ -375,6 +384,7 @@ class LivePublisher(threading.Thread):
         self.interval_s = interval_s
         self.stopping = threading.Event()
         self.sent = 0
+        self.failures = 0  # sends that failed (each retried with the newest state)
 
     def run(self) -> None:
         asyncio.run(self._run())
@@ -397,9 +407,8 @@ class LivePublisher(threading.Thread):
                             "live publish failed (%s: %s); retrying with the newest state", type(exc).__name__, exc
                         )
                     failing = True
-                    with self.state.lock:
-                        for m in messages:
-                            self.state.dirty.setdefault(m["topic"], (m["seq"], m["ts"]))
+                    self.failures += 1
+                    self.state.put_back(messages)
                 if stopping:
                     return
                 await asyncio.sleep(self.interval_s)

@@ -1,9 +1,11 @@
-"""Engine events -> table rows (the bridge's main thread, inside the flush transaction).
+"""Engine events -> table rows (the bridge's commit thread, inside the flush transaction).
 
 `RowBuilder.build(events)` turns one batch of decoded `EventEnvelope`s into the rows of every table, in seq order:
-appended history (ticks, trades, order events with their hash chain, fills, position and P&L snapshots, limit
+appended history (trades, order events with their hash chain, fills, position and P&L snapshots, limit
 versions, trading-state changes, parameter versions) and the current state to upsert (orders, positions,
-strategies). Ticks and lots become Decimals with the instrument's steps; enums are stored by name.
+strategies). Top-of-book changes are not its business: the writer streams them to COPY first (writer.py,
+`Writer._stream_ticks`) and builds rows from the rest. Ticks and lots become Decimals with the instrument's
+steps; enums are stored by name.
 
 Current state that an event only changes in part (an order's status after a fill) is kept in memory by
 `OrderBook`; an order it does not hold is read from trading_order first. Both caches are thrown away when a flush
@@ -45,14 +47,13 @@ from engine.protocol import (
     StrategyState,
     StrategyStateChanged,
     TimeInForce,
-    TopOfBookChanged,
     TradingState,
     TradingStateChanged,
     TriggersChanged,
     VenueOrderStatus,
     VenueStatusComplete,
 )
-from trading.bridge.fast import FastMarketTrade, FastTopOfBook
+from trading.bridge.fast import FastMarketTrade
 
 ZERO_HASH = bytes(32)
 
@@ -188,6 +189,7 @@ def _items(instruments: InstrumentRegistry):
 
 
 def scope_parts(scope: Any) -> tuple[str, str]:
+    """(kind name, name) of a protocol Scope, as stored and published."""
     return ScopeKind(scope.kind).name, scope.name
 
 
@@ -195,7 +197,6 @@ def scope_parts(scope: Any) -> tuple[str, str]:
 class Rows:
     """Everything one batch writes, per table."""
 
-    ticks: list[bytes] = field(default_factory=list)  # binary COPY records (copybin.TickEncoder)
     trades: list[tuple] = field(default_factory=list)
     order_events: list[tuple] = field(default_factory=list)
     fills: list[tuple] = field(default_factory=list)
@@ -226,15 +227,7 @@ class OrderBook:
             self.orders[row["client_order_id"]] = row
 
     def missing(self, events: list[EventEnvelope]) -> set[str]:
-        wanted: set[str] = set()
-        for env in events:
-            event = env.event
-            kind = type(event)
-            if kind in _ORDER_APPLY and kind is not OrderSubmitted:
-                wanted.add(event.client_order_id)
-                if kind is OrderReplaced:
-                    wanted.add(event.orig_client_order_id)
-        return {cid for cid in wanted if cid not in self.orders}
+        return {cid for cid in order_ids(events, submitted=False) if cid not in self.orders}
 
     def forget_closed(self) -> None:
         """Drop finished orders from memory once they are written: only working orders get further events."""
@@ -294,6 +287,19 @@ class OrderBook:
         return row
 
 
+def order_ids(events: list[EventEnvelope], *, submitted: bool = True) -> set[str]:
+    """The client order ids whose trading_order row `events` change (with or without the ones they submit)."""
+    wanted: set[str] = set()
+    for env in events:
+        event = env.event
+        kind = type(event)
+        if kind in _ORDER_APPLY and (submitted or kind is not OrderSubmitted):
+            wanted.add(event.client_order_id)
+            if kind is OrderReplaced:
+                wanted.add(event.orig_client_order_id)
+    return wanted
+
+
 def _new_order(engine_id: str, env: EventEnvelope, event: OrderSubmitted, units: Units) -> dict[str, Any]:
     at = ts_datetime(env.ts)
     quantity = units.qty(event.symbol, event.quantity)
@@ -340,13 +346,9 @@ def _closed(status: OrderStatus):
     return apply
 
 
-def _denied(row, event: OrderDenied, units) -> None:
-    # A denied replace names the live order, which stays as it was: only the reason is recorded.
-    row["code"] = event.code
-    row["reason"] = event.reason
-
-
-def _cancel_rejected(row, event: CancelRejected, units) -> None:
+def _refused(row, event: OrderDenied | CancelRejected, units) -> None:
+    # A denied replace or a rejected cancel names the live order, which stays as it was: only the reason is
+    # recorded.
     row["code"] = event.code
     row["reason"] = event.reason
 
@@ -368,12 +370,12 @@ def _filled(row, event: OrderFilled, units) -> None:
 _ORDER_APPLY = {
     OrderSubmitted: None,
     OrderAccepted: _accepted,
-    OrderDenied: _denied,
+    OrderDenied: _refused,
     OrderRejected: _closed(OrderStatus.REJECTED),
     OrderCanceled: _closed(OrderStatus.CANCELED),
     OrderExpired: _closed(OrderStatus.EXPIRED),
     OrderReplaced: None,
-    CancelRejected: _cancel_rejected,
+    CancelRejected: _refused,
     OrderFilled: _filled,
 }
 
@@ -381,26 +383,20 @@ _ORDER_APPLY = {
 class RowBuilder:
     """Builds the rows of one batch (call inside the flush transaction, after loading missing orders)."""
 
-    def __init__(self, engine_id: str, units: Units, orders: OrderBook, tick_encoder: Any) -> None:
+    def __init__(self, engine_id: str, units: Units, orders: OrderBook) -> None:
         self.engine_id = engine_id
         self.units = units
         self.orders = orders
-        # copybin.TickEncoder: ticks go to the database as ready binary COPY records (rows.ticks holds bytes).
-        self.tick_encoder = tick_encoder
 
     def build(self, events: list[EventEnvelope], chain_head: bytes) -> Rows:
+        """The rows of `events`, which hold no top-of-book changes (the writer has already copied those)."""
         rows = Rows()
         units = self.units
         engine_id = self.engine_id
         head = chain_head
-        ticks_append = rows.ticks.append
-        tick_record = self.tick_encoder.record
         for env in events:
             event = env.event
             kind = type(event)
-            if kind is FastTopOfBook or kind is TopOfBookChanged:  # the hot path: most of the stream
-                ticks_append(tick_record(env.seq, env.ts, event))
-                continue
             if kind is FastMarketTrade or kind is MarketTrade:
                 rows.trades.append(
                     (
@@ -513,7 +509,7 @@ class RowBuilder:
                         event.currency,
                     )
                 )
-            # EngineHeartbeat, BookDepth, RiskUtilisation: live topics only.
+            # EngineHeartbeat, BookDepth, RiskUtilisation: live topics only. (Top of book: the writer's COPY.)
         rows.chain_head = head
         return rows
 

@@ -232,7 +232,7 @@ class Bridge:
         assert self.writer is not None and self.writer.conn is not None
         with self.writer.conn.transaction():
             rows = self.writer.conn.execute(
-                "SELECT seq, extract(epoch FROM ts)::bigint * 1000000000, exec_id, client_order_id, strategy_id, "
+                "SELECT seq, ts_ns, exec_id, client_order_id, strategy_id, "
                 "symbol, side, price, quantity, commission, is_maker FROM trading_fill WHERE engine_id = %s "
                 "ORDER BY seq DESC LIMIT 50",
                 (self.engine_id,),
@@ -251,7 +251,9 @@ class Bridge:
         assert self.writer is not None and self.writer.conn is not None
         with self.writer.conn.transaction():
             rows = self.writer.conn.execute(
-                "SELECT DISTINCT ON (scope_kind, scope_name) seq, extract(epoch FROM ts)::bigint * 1000000000, "
+                # The table keeps no ts_ns: its timestamptz holds whole microseconds, and extract gives them exactly
+                # (numeric), so the seed's ts is the engine's to the microsecond, not rounded to the second.
+                "SELECT DISTINCT ON (scope_kind, scope_name) seq, (extract(epoch FROM ts) * 1000000)::bigint * 1000, "
                 "scope_kind, scope_name, realized_pnl, unrealized_pnl, fees FROM trading_pnlsnapshot "
                 "WHERE engine_id = %s AND ts >= now() - interval '1 day' "
                 "ORDER BY scope_kind, scope_name, seq DESC",
@@ -287,10 +289,10 @@ class Bridge:
             else:
                 wait_ms = 100
             room = max(1, opts.max_batch - len(self.pending))
-            frames, received_ns = self.link.poll(wait_ms, room)
+            frames = self.link.poll(wait_ms, room)
             if frames:
                 had = bool(self.pending)
-                items = decode_frames(self.codec, self.engine_id, frames, received_ns)
+                items = decode_frames(self.codec, self.engine_id, frames, self.link.symbols)
                 if self._stream_went_back(items) and not self._check_engine():
                     break
                 self._accept_all(items)
@@ -462,7 +464,7 @@ class Bridge:
         after that point (the caller replays again from last_seen + 1)."""
         items = frames if frames and type(frames[0]) is FastEnvelope else None
         if items is None:
-            items = decode_frames(self.codec, self.engine_id, frames, time.time_ns())
+            items = decode_frames(self.codec, self.engine_id, frames, self.link.symbols)
         first = self.last_seen + 1
         if items and [p.seq for p in items] == list(range(first, first + len(items))):
             # The reply continues the stream (the common case): taken in max_batch slices, not event by event.
@@ -525,8 +527,8 @@ class Bridge:
     def _finish(self) -> int:
         # Frames already delivered to our socket are committed too: stopping drops nothing the engine sent us
         # (unless the stream was refused: what the socket holds then is the stream we cannot place).
-        while not self.refused and (polled := self.link.poll(0, self.options.max_batch))[0]:
-            self._accept_all(decode_frames(self.codec, self.engine_id, *polled))
+        while not self.refused and (frames := self.link.poll(0, self.options.max_batch)):
+            self._accept_all(decode_frames(self.codec, self.engine_id, frames, self.link.symbols))
             if len(self.pending) >= self.options.max_batch:
                 self._flush()
         self._flush()

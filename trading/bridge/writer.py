@@ -1,14 +1,16 @@
-"""The bridge's PostgreSQL writer: one transaction per batch (the bridge's main thread only).
+"""The bridge's PostgreSQL writer: one transaction per batch (the bridge's commit thread only, committer.py).
 
 Each flush, in ONE transaction:
 1. lock this engine's checkpoint row (`SELECT ... FOR UPDATE`): a second bridge for the same engine waits instead
    of writing the same events twice, and the checkpoint read is the committed truth;
 2. drop the events at or below it (a replay, or a batch whose COMMIT succeeded but whose acknowledgement was lost
-   when the connection broke);
+   when the connection broke: those are still returned as new to this writer, so the live state and the counters
+   hear of them once);
 3. build the rows (rows.py), appending history with binary COPY and upserting current state guarded by last_seq;
 4. move the checkpoint to the batch's last seq.
 So a crash at any point leaves either the whole batch and its checkpoint, or neither: nothing lost, nothing twice.
-The unique (engine_id, seq, ts) constraints on the history tables are the safety net if that ever failed.
+Order events, fills and the snapshot/version tables also have a unique (engine_id, seq[, ts]) key as a safety net;
+ticks and trades have none (migration 0003, for ingest speed), so for them the checkpoint is the only guard.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from psycopg.types.json import Jsonb
 from engine.protocol import EventEnvelope, TopOfBookChanged
 from trading.bridge.copybin import HEADER, TICK_COLUMNS, TRAILER, TickEncoder
 from trading.bridge.fast import FastEnvelope, FastTopOfBook
-from trading.bridge.rows import ORDER_FIELDS, ZERO_HASH, OrderBook, RowBuilder, Rows, Units, payload_of
+from trading.bridge.rows import ORDER_FIELDS, ZERO_HASH, OrderBook, RowBuilder, Rows, Units, order_ids, payload_of
 
 log = logging.getLogger("trading.bridge")
 
@@ -109,7 +111,6 @@ COPY_TABLES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         (*_EVENT_TYPES, "text", "int4", "jsonb", "text", "text", "int4", "text"),
     ),
 }
-_RECORDS_PER_WRITE = 10_000
 _TICKS_PER_WRITE = 2_000  # tick records encoded and sent to PostgreSQL per write (about 200 KB)
 _TICK_KINDS = frozenset({FastTopOfBook, TopOfBookChanged})
 _JSONB_COLUMNS = {"limit_versions": 5, "param_versions": 5}
@@ -163,7 +164,6 @@ class Pending:
     seq: int | None
     env: EventEnvelope | None = None
     dead: DeadLetter | None = None
-    received_ns: int = 0
 
 
 class Writer:
@@ -174,9 +174,14 @@ class Writer:
         self.engine_id = engine_id
         self.units = units
         self.orders = OrderBook(engine_id)
-        self.builder = RowBuilder(engine_id, units, self.orders, TickEncoder(engine_id, units))
+        self.builder = RowBuilder(engine_id, units, self.orders)
+        self.tick_encoder = TickEncoder(engine_id, units)
         self.chain_head: bytes | None = None
         self.last_committed: int | None = None  # the checkpoint this writer's own last commit left
+        # The newest checkpoint this writer saw committed and reported (read or written): unlike last_committed it
+        # survives a failed flush, so a retry can tell the events of a COMMIT whose acknowledgement was lost
+        # (above it, at or below the checkpoint) from those committed before (None: nothing known yet).
+        self.acknowledged: int | None = None
         self.conn: psycopg.Connection | None = None
         # Order rows the last committed flush changed (copies: the cache keeps mutating), for the live topics.
         self.last_orders: dict[str, dict[str, Any]] = {}
@@ -212,13 +217,16 @@ class Writer:
             row = self.conn.execute(
                 "SELECT last_seq FROM trading_bridgecheckpoint WHERE engine_id = %s", (self.engine_id,)
             ).fetchone()
-        return row[0] if row else 0
+        self.acknowledged = row[0] if row else 0
+        return self.acknowledged
 
     # --- one batch ----------------------------------------------------------------------------------------------
 
     def flush(self, items: list[Pending]) -> tuple[int, list[Pending]]:
-        """Write `items` (seq order) in one transaction. Returns (checkpoint after commit, the items that were new:
-        those above the committed checkpoint). Raises psycopg errors; the caller reconnects or isolates."""
+        """Write `items` (seq order) in one transaction. Returns (checkpoint after commit, the items that are new to
+        this writer's caller: those above the committed checkpoint, written now, preceded by those a COMMIT whose
+        acknowledgement was lost had already written, above `acknowledged`). `last_events` and `last_orders` cover
+        both. Raises psycopg errors; the caller reconnects or isolates."""
         conn = self.conn
         assert conn is not None
         try:
@@ -230,6 +238,9 @@ class Writer:
                     self.orders.clear()
                     self.chain_head = None
                 fresh = [p for p in items if p.seq is None or p.seq > last]
+                known = self.acknowledged
+                recovered = [] if known is None else [p for p in items if p.seq is not None and known < p.seq <= last]
+                recovered_events, recovered_orders = self._recovered(conn, recovered) if recovered else ([], {})
                 dead = [p.dead for p in fresh if p.dead is not None]
                 if dead:
                     events = [p.env for p in fresh if p.env is not None]
@@ -258,14 +269,39 @@ class Writer:
         except BaseException:
             self.reset_caches()
             raise
-        self.last_committed = new_last
-        self.last_events = events
-        self.last_orders = {}
+        self.last_committed = self.acknowledged = new_last
+        self.last_events = recovered_events + events
+        self.last_orders = recovered_orders
         if events:
             self.chain_head = rows.chain_head
-            self.last_orders = {cid: dict(row) for cid, row in rows.orders.items()}
+            self.last_orders.update({cid: dict(row) for cid, row in rows.orders.items()})
             self.orders.forget_closed()
-        return new_last, fresh
+        return new_last, recovered + fresh
+
+    def _recovered(
+        self, conn: psycopg.Connection, items: list[Pending]
+    ) -> tuple[list[EventEnvelope], dict[str, dict[str, Any]]]:
+        """For `items` a commit whose acknowledgement was lost had already written: their events (less those it
+        set aside as dead letters, `dead_letter_alone`) and the committed rows of the orders they changed."""
+        events = [p.env for p in items if p.env is not None]
+        set_aside = {
+            seq
+            for (seq,) in conn.execute(
+                "SELECT seq FROM trading_deadletter WHERE engine_id = %s AND seq = ANY(%s)",
+                (self.engine_id, [env.seq for env in events]),
+            )
+        }
+        if set_aside:
+            events = [env for env in events if env.seq not in set_aside]
+        cids = order_ids(events)
+        if not cids:
+            return events, {}
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            cur.execute(
+                f"SELECT {ORDER_COLUMNS} FROM trading_order WHERE engine_id = %s AND client_order_id = ANY(%s)",
+                (self.engine_id, list(cids)),
+            )
+            return events, {row["client_order_id"]: row for row in cur.fetchall()}
 
     def _lock_checkpoint(self, conn: psycopg.Connection) -> int:
         conn.execute(
@@ -306,7 +342,7 @@ class Writer:
         ticks = [env for env in events if type(env.event) in _TICK_KINDS]
         if not ticks:
             return events
-        record = self.builder.tick_encoder.record
+        record = self.tick_encoder.record
         with conn.cursor() as cur:
             with cur.copy(f"COPY trading_tick ({', '.join(TICK_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(HEADER)
@@ -321,12 +357,6 @@ class Writer:
 
     def _write(self, conn: psycopg.Connection, rows: Rows) -> None:
         with conn.cursor() as cur:
-            if rows.ticks:
-                with cur.copy(f"COPY trading_tick ({', '.join(TICK_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
-                    for start in range(0, len(rows.ticks), _RECORDS_PER_WRITE):
-                        chunk = b"".join(rows.ticks[start : start + _RECORDS_PER_WRITE])
-                        copy.write(HEADER + chunk if start == 0 else chunk)
-                    copy.write(TRAILER)
             for name, (table, columns, types) in COPY_TABLES.items():
                 data = getattr(rows, name)
                 if not data:
@@ -348,7 +378,9 @@ class Writer:
 
     def _upsert_strategy(self, cur: psycopg.Cursor, strategy_id: str, change: dict[str, Any]) -> None:
         # trading_strategy rows come from config sync (name, symbol, account); the engine's events move state and
-        # parameters. A strategy the sync has not seen yet gets a row named by its id until it does.
+        # parameters. A strategy the sync has not seen yet gets a row named by its id until it does. The row is
+        # keyed by strategy_id alone, so its last_seq may be another engine's: after an engine-id change the
+        # bridge follows the new engine from seq 1, and its events apply whatever seq the old engine reached.
         sets = ["engine_id = EXCLUDED.engine_id", "last_seq = EXCLUDED.last_seq", "updated_at = EXCLUDED.updated_at"]
         values: dict[str, Any] = {
             "strategy_id": strategy_id,
@@ -367,7 +399,8 @@ class Writer:
             "autostart, engine_id, last_seq, updated_at) VALUES (%(strategy_id)s, %(strategy_id)s, '', '', "
             "%(state)s, %(params)s, %(params_version)s, false, %(engine_id)s, %(last_seq)s, now()) "
             f"ON CONFLICT (strategy_id) DO UPDATE SET {', '.join(sets)} "
-            "WHERE trading_strategy.last_seq < EXCLUDED.last_seq",
+            "WHERE trading_strategy.engine_id IS DISTINCT FROM EXCLUDED.engine_id "
+            "OR trading_strategy.last_seq < EXCLUDED.last_seq",
             values,
         )
 
@@ -387,7 +420,7 @@ class Writer:
                 "UPDATE trading_bridgecheckpoint SET last_seq = %s, updated_at = now() WHERE engine_id = %s",
                 (env.seq, self.engine_id),
             )
-        self.last_committed = env.seq
+        self.last_committed = self.acknowledged = env.seq
         return env.seq
 
 
