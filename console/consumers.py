@@ -40,7 +40,7 @@ from compliance.models import AuditAction
 from compliance.services import record_audit_event
 from console import topics as live_topics
 from console.realtime import BROADCAST_GROUP, hub
-from console.roles import Role, roles_of
+from console.roles import roles_of, sees_alert
 from trading.live import alatest
 
 # Close codes in the private-use range (4000-4999). Before accept() they refuse the handshake; after it (access lost
@@ -251,19 +251,14 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
 
     def _visible_alerts(self, data: object) -> dict:
         """The `alerts` data cut to the alerts whose audience includes one of this socket's roles (the
-        administrator sees all). An alert without an audience is nobody's but the administrator's: when in doubt
-        an alert stays on the risk desk rather than reaching a role it was not meant for. Only the list is passed
-        on, so no other key of the topic can carry an alert past the filter."""
+        administrator sees all: `sees_alert`). Only the list is passed on, so no other key of the topic can carry an
+        alert past the filter."""
         alerts = data.get("alerts") if isinstance(data, dict) else None
         if not isinstance(alerts, list):
             return {"alerts": []}
-        every = Role.ADMIN.value in self.roles
-        roles = set(self.roles)
         return {
             "alerts": [
-                alert
-                for alert in alerts
-                if isinstance(alert, dict) and (every or roles.intersection(alert.get("audience") or ()))
+                alert for alert in alerts if isinstance(alert, dict) and sees_alert(self.roles, alert.get("audience"))
             ]
         }
 

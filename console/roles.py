@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -75,6 +76,13 @@ def roles_of(user) -> list[Role]:
         return []
     names = {group.name for group in user.groups.all()}
     return [role for role in Role if role.value in names]
+
+
+def sees_alert(roles: Iterable[str], audience: Iterable[str] | None) -> bool:
+    """An alert reaches a user whose roles meet its audience; the administrator sees all. An alert without an
+    audience is nobody's but the administrator's: when in doubt it stays on the risk desk."""
+    held = set(roles)
+    return Role.ADMIN.value in held or not held.isdisjoint(audience or ())
 
 
 def desks_for(user) -> list[Desk]:

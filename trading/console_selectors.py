@@ -238,13 +238,13 @@ class AlertLine:
 
 def alerts_for(user, limit: int = 10) -> list[AlertLine]:
     """The newest alerts whose audience includes one of the user's roles (the administrator sees all)."""
-    from console.roles import Role, roles_of
+    from console.roles import roles_of, sees_alert
     from riskdesk.services.alerts import recent_alerts, summary
 
-    roles = {role.value for role in roles_of(user)}
+    roles = [role.value for role in roles_of(user)]
     out = []
     for alert in recent_alerts(100):
-        if Role.ADMIN.value in roles or roles.intersection(alert.audience or ()):
+        if sees_alert(roles, alert.audience):
             out.append(
                 AlertLine(alert.pk, alert.severity, alert.title, summary(alert.detail), alert.raised_at,
                           alert.acknowledged_at is not None)
