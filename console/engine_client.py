@@ -27,7 +27,6 @@ from engine.protocol import (
     Codec,
     CommandRejected,
     Heartbeat,
-    InstrumentRegistry,
     ProtocolError,
     ReplayBatch,
     RequestReplay,
@@ -264,4 +263,6 @@ def generate_curve_keys(directory: Path, *, overwrite: bool = False) -> list[Pat
 
 
 def codec_from_settings() -> Codec:
-    return Codec(InstrumentRegistry.from_toml(settings.ENGINE_INSTRUMENTS_FILE))
+    from console.selectors import instruments
+
+    return Codec(instruments())

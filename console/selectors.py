@@ -12,6 +12,12 @@ def _registry(path: str) -> InstrumentRegistry:
     return InstrumentRegistry.from_toml(path)
 
 
+def instruments() -> InstrumentRegistry:
+    """The instrument registry the engine is configured with (read once per file: it changes only with a
+    restart, and tests point the setting at their own file)."""
+    return _registry(str(settings.ENGINE_INSTRUMENTS_FILE))
+
+
 def instrument_universe() -> list[Instrument]:
     """The instruments the engine is configured with, in file order."""
-    return list(_registry(str(settings.ENGINE_INSTRUMENTS_FILE)))
+    return list(instruments())

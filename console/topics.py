@@ -11,8 +11,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from engine.protocol import InstrumentRegistry
-
 GROUP_PREFIX = "live."
 
 DESK_PERMISSIONS = ("trading.view_trading_desk", "riskdesk.view_risk_desk")
@@ -76,17 +74,11 @@ class TopicRefusal:
         return {"topic": self.topic, "code": self.code, "reason": self.reason}
 
 
-_symbols: frozenset[str] | None = None
-
-
 def known_symbols() -> frozenset[str]:
-    """Symbols of the instrument registry the engine uses (read once: the file changes only with a restart)."""
-    global _symbols
-    if _symbols is None:
-        from django.conf import settings
+    """Symbols of the instrument registry the engine uses."""
+    from console.selectors import instruments
 
-        _symbols = frozenset(InstrumentRegistry.from_toml(settings.ENGINE_INSTRUMENTS_FILE).symbols)
-    return _symbols
+    return frozenset(instruments().symbols)
 
 
 def group_name(topic: str) -> str:

@@ -8,21 +8,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
-from django.conf import settings
 
-from engine.protocol import InstrumentRegistry, OrderType, ScopeKind, Side, TimeInForce
+from console.selectors import instruments
+from engine.protocol import OrderType, ScopeKind, Side, TimeInForce
 
 MANUAL_STRATEGY = "manual"  # the strategy id of orders typed by a trader (the engine accepts any id for these)
 REASON_HELP = "Why — recorded in the audit trail with your name."
-
-_registry: InstrumentRegistry | None = None
-
-
-def instruments() -> InstrumentRegistry:
-    global _registry
-    if _registry is None:
-        _registry = InstrumentRegistry.from_toml(settings.ENGINE_INSTRUMENTS_FILE)
-    return _registry
 
 
 def _enum_choices(enum) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from compliance.models import AuditAction
 from compliance.services import record_audit_event
 from console.access import permission_required
+from console.selectors import instruments
 from console.services.health import check_engine
 from console.spreadsheet import safe_row
 from trading import console_selectors as reads
@@ -32,7 +33,6 @@ from trading.forms import (
     RollbackForm,
     StrategyActionForm,
     StrategyParamsForm,
-    instruments,
 )
 from trading.models import OrderStatus, Side
 from trading.services import console as actions

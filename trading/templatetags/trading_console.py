@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 
-from trading.forms import instruments
+from console.selectors import instruments
 from trading.models import Strategy
 
 register = template.Library()
