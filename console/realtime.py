@@ -24,6 +24,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from console.topics import group_name, user_topic
+from trading import live
 
 BROADCAST_GROUP = "console.broadcast"
 GROUP_REFRESH_S = 3600.0
@@ -42,8 +43,8 @@ def publish_to_user(*, username: str, data: dict) -> None:
     come from the engine's sequence, and a later one must win."""
     topic = user_topic(username)
     now = time.time_ns()
-    message = {"type": "live.update", "topic": topic, "seq": now, "engine_id": "console", "ts": now, "data": data}
-    async_to_sync(get_channel_layer().group_send)(group_name(topic), message)
+    update = live.message(topic, seq=now, ts=now, engine_id="console", data=data)
+    async_to_sync(get_channel_layer().group_send)(group_name(topic), update)
 
 
 class Subscriber(Protocol):
@@ -150,7 +151,7 @@ class LiveHub:
                 log.exception("live hub receive failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
-            if message.get("type") != "live.update" or not self.accept(message):
+            if message.get("type") != live.MESSAGE_TYPE or not self.accept(message):
                 continue
             for subscriber in list(self._subscribers.get(message["topic"], ())):
                 subscriber.topics_changed((message["topic"],))
