@@ -137,9 +137,12 @@ class LiveHub:
         # daphne that runs for days with pages always open would otherwise go quiet without an error.
         while True:
             await asyncio.sleep(GROUP_REFRESH_S)
-            async with self._lock:
-                for topic in list(self._subscribers):
-                    await self.layer.group_add(group_name(topic), channel)
+            try:
+                async with self._lock:
+                    for topic in list(self._subscribers):
+                        await self.layer.group_add(group_name(topic), channel)
+            except Exception:  # a Redis hiccup must not end the refreshing: the next round adds them again
+                log.exception("live hub group refresh failed; retrying at the next round")
 
     async def _receive_loop(self, channel: str) -> None:
         while True:

@@ -640,3 +640,31 @@ async def test_the_hub_joins_its_groups_again_before_the_channel_layer_would_exp
 
     assert [u["topic"] for u in frame["updates"]] == ["pnl"]
     await communicator.disconnect()
+
+
+async def test_a_redis_error_during_a_group_refresh_does_not_end_the_refreshing(trader, monkeypatch):
+    from console import realtime
+
+    monkeypatch.setattr(realtime, "GROUP_REFRESH_S", 0.2)
+    communicator, _ = await subscribed(trader, ["pnl"])
+    live = realtime.hub()
+    real_group_add = live.layer.group_add
+    failures = []
+
+    async def failing_once(group, channel):
+        if not failures:
+            failures.append(group)
+            raise ConnectionError("redis went away")
+        await real_group_add(group, channel)
+
+    monkeypatch.setattr(live.layer, "group_add", failing_once)
+    await live.layer.group_discard("live.pnl", live._channel)  # expired meanwhile
+
+    await until(lambda: failures, "the failed refresh")
+    await asyncio.sleep(0.6)  # the next rounds
+    await live.layer.group_send("live.pnl", update("pnl", 3, {"scopes": []}))
+    frame = await communicator.receive_json_from(timeout=5)
+
+    assert [u["topic"] for u in frame["updates"]] == ["pnl"]
+    monkeypatch.undo()
+    await communicator.disconnect()
