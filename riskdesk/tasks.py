@@ -1,4 +1,5 @@
-"""Celery tasks of the risk desk: each loads nothing, calls one service and returns what it did."""
+"""Celery tasks of the risk desk: each loads what it needs (only `compute_var` loads anything: the user who asked),
+calls one service and returns what it did."""
 
 from __future__ import annotations
 

@@ -215,7 +215,7 @@ def _lock_scope(version: LimitVersion) -> LimitScope:
 def _command(scope: LimitScope, version: LimitVersion) -> SetLimits:
     return SetLimits(
         command_id=version.command_id,
-        operator=name_of(version.approved_by or version.proposed_by)[:64],
+        operator=name_of(versioned.operator_of(LIMITS, version))[:64],
         ts=now_ns(),
         scope=limit_rules.scope_of(scope.kind, scope.name),
         limits=limit_rules.to_risk_limits(limit_rules.parse(version.limits)),
@@ -226,9 +226,10 @@ def _accepted(scope: LimitScope, version: LimitVersion, reply, newest: bool) -> 
     if newest:
         scope.in_force = version
         scope.save(update_fields=["in_force"])
+    operator = versioned.operator_of(LIMITS, version)
     record_audit_event(
-        actor=version.approved_by or version.proposed_by,
-        actor_username=SYSTEM_OPERATOR,
+        actor=operator,
+        actor_username=name_of(operator),  # kept when there is no actor: the desk's own revert
         action=AuditAction.LIMIT_APPLIED,
         target=f"limits {scope.label}",
         reason=version.reason,
@@ -259,16 +260,9 @@ LIMITS = VersionedSet(
 
 
 def resend_unacknowledged(*, older_than_s: float = 2.0) -> int:
-    """Send again the approved versions the engine has not answered (it was down or slow). A SetLimits replaces the
-    scope's whole set, so only a scope's newest unanswered version is sent, and only while no newer version is
-    approved or in force: resending an older one would put limits back in the engine that the desk has replaced.
-    The list read here is only a candidate list: `send_limit_version` decides under the scope's lock, and
-    supersedes unsent a version something newer replaced. Returns how many were sent."""
-    cutoff = timezone.now() - dt.timedelta(seconds=older_than_s)
-    pending = LimitVersion.objects.filter(status=LimitStatus.APPROVED, sent_at__lt=cutoff).order_by(
-        "scope_id", "version"
-    )
-    return versioned.resend(LIMITS, list(pending))
+    """Send again the approved versions the engine has not answered, and those never sent
+    (`versioned.resend_unacknowledged`). Returns how many were sent."""
+    return versioned.resend_unacknowledged(LIMITS, older_than_s=older_than_s)
 
 
 def revert_expired_overrides(*, now: dt.datetime | None = None) -> list[LimitVersion]:

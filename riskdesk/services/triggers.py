@@ -11,7 +11,6 @@ once, so a resend never applies twice). The page compares each scope's version i
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -19,7 +18,6 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
 
 from compliance.models import AuditAction
 from compliance.services import record_audit_event
@@ -31,7 +29,7 @@ from riskdesk.services import versioned
 from riskdesk.services.engine import codec, now_ns, scope_key, state_snapshot
 from riskdesk.services.limit_rules import scope_of
 from riskdesk.services.scopes import validate_scope
-from riskdesk.services.versioned import SYSTEM_OPERATOR, VersionedSet
+from riskdesk.services.versioned import SYSTEM_OPERATOR, VersionedSet, name_of
 
 ACTIONS = ("REDUCING", "HALTED")
 # (field, kind, label) in the engine's TriggerConfig order.
@@ -253,11 +251,11 @@ def change_triggers(
         newest = rows.aggregate(v=Max("version"))["v"] or 0
         if base_version is not None and base_version != newest:
             raise versioned.stale(TRIGGERS, scope.label, seen=base_version, newest=newest)
-        latest = rows.exclude(status__in=[TriggerStatus.ENGINE_REJECTED, TriggerStatus.REJECTED]).order_by("-version")
-        latest = latest.first()
-        if latest is not None and same_settings(latest.config, stored):
-            raise TriggerError("TRIGGER_UNCHANGED", "these are the current trigger settings")
         in_force = rows.filter(status=TriggerStatus.IN_FORCE).first()
+        # Against the version in force, as for limits: the newest version recorded may be a superseded, rejected
+        # or refused one, and proposing the settings it failed to put in force is a real change.
+        if in_force is not None and same_settings(in_force.config, stored):
+            raise TriggerError("TRIGGER_UNCHANGED", "these are the current trigger settings")
         if in_force is None and enforced is None:
             raise versioned.engine_unavailable(TRIGGERS, scope.label)
         current = in_force.config if in_force is not None else enforced.get((kind, name), {})
@@ -324,7 +322,7 @@ def send_trigger_setting(*, setting: TriggerSetting) -> TriggerSetting:
 def _command(scope: LimitScope, setting: TriggerSetting) -> SetTriggers:
     return SetTriggers(
         command_id=setting.command_id,
-        operator=setting.changed_by.get_username()[:64],
+        operator=name_of(versioned.operator_of(TRIGGERS, setting))[:64],
         ts=now_ns(),
         scope=scope_of(setting.scope_kind, setting.scope_name),
         triggers=to_settings(setting.config),
@@ -332,9 +330,10 @@ def _command(scope: LimitScope, setting: TriggerSetting) -> SetTriggers:
 
 
 def _accepted(scope: LimitScope, setting: TriggerSetting, reply: Any, newest: bool) -> None:
+    operator = versioned.operator_of(TRIGGERS, setting)
     record_audit_event(
-        actor=setting.changed_by,
-        actor_username=SYSTEM_OPERATOR,
+        actor=operator,
+        actor_username=name_of(operator),
         action=AuditAction.TRIGGERS_CHANGED,
         target=f"triggers {setting.label}",
         reason=setting.reason,
@@ -371,29 +370,9 @@ TRIGGERS = VersionedSet(
 
 
 def resend_unacknowledged(*, older_than_s: float = 2.0) -> int:
-    """Send again the versions the engine has not answered (it was down or slow). A SetTriggers replaces the
-    scope's whole set, so only a scope's newest unanswered version is sent, and only while nothing newer is
-    approved or in force. The list read here is only a candidate list: the send decides under the scope's lock
-    and supersedes unsent a version something newer replaced. Returns how many were sent."""
-    cutoff = timezone.now() - dt.timedelta(seconds=older_than_s)
-    pending = (
-        TriggerSetting.objects.filter(status=TriggerStatus.APPROVED)
-        .exclude(sent_at__gte=cutoff)
-        .order_by("scope_kind", "scope_name", "version")
-    )
-    return versioned.resend(TRIGGERS, list(pending))
-
-
-def current_triggers() -> list[TriggerSetting]:
-    """The newest setting per scope."""
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for setting in TriggerSetting.objects.select_related("changed_by").order_by("scope_kind", "scope_name", "-version"):
-        key = (setting.scope_kind, setting.scope_name)
-        if key not in seen:
-            seen.add(key)
-            out.append(setting)
-    return out
+    """Send again the approved versions the engine has not answered, and those never sent
+    (`versioned.resend_unacknowledged`). Returns how many were sent."""
+    return versioned.resend_unacknowledged(TRIGGERS, older_than_s=older_than_s)
 
 
 def snapshot_triggers(snapshot: Any) -> dict[tuple[str, str], TriggerSettings]:

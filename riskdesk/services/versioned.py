@@ -11,6 +11,7 @@ serialise in one order.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,13 @@ class VersionedSet:
 
 def name_of(user: AbstractBaseUser | None) -> str:
     return user.get_username() if user is not None else SYSTEM_OPERATOR
+
+
+def operator_of(kind: VersionedSet, version: Any) -> AbstractBaseUser | None:
+    """Who puts a version in force: its approver, else its proposer (a tightening is sent without an approval);
+    None for the desk's own change (an expired override's revert), which is then `SYSTEM_OPERATOR`. The engine
+    command names them as its operator and the audit event of the engine's acceptance as its actor."""
+    return version.approved_by or getattr(version, kind.proposer)
 
 
 def require(kind: VersionedSet, actor: AbstractBaseUser | None, permission: str) -> None:
@@ -231,8 +239,16 @@ def _record_answer(kind: VersionedSet, scope: LimitScope, version: Any, in_force
     version.save()
 
 
-def resend(kind: VersionedSet, candidates: Iterable[Any]) -> int:
+def resend_unacknowledged(kind: VersionedSet, *, older_than_s: float) -> int:
     """Send again the approved versions the engine has not answered (it was down or slow), oldest first per scope;
-    returns how many were sent. The candidates are only a list: `send` decides under each scope's lock, so only a
-    scope's newest unanswered version goes out and one something newer replaced is superseded unsent."""
-    return sum(send(kind, version)[1] for version in candidates)
+    returns how many were sent. A version sent more than `older_than_s` ago counts, and so does one never sent
+    (`sent_at` NULL): its send rolled back (the worker died, an error other than EngineClientError) or never ran
+    (an expired override's revert is sent after its transaction commits), and nothing else would ever send it.
+
+    The list read here is only a candidate list: `send` decides under each scope's lock, so only a scope's newest
+    unanswered version goes out, one something newer replaced is superseded unsent, and one a concurrent send has
+    answered is left alone."""
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than_s)
+    # Ordered by version within each scope; versions of different scopes do not affect each other.
+    candidates = kind.model.objects.filter(status=APPROVED).exclude(sent_at__gte=cutoff).order_by("version", "pk")
+    return sum(send(kind, version)[1] for version in list(candidates))

@@ -235,3 +235,38 @@ def test_two_officers_proposing_at_the_same_moment_one_wins_and_the_other_is_tol
     assert sorted(outcomes.values()) == sorted([LimitStatus.IN_FORCE, "LIMIT_STALE_VERSION"])
     assert LimitVersion.objects.count() == 1
     assert engine_limits(desk_engine)[BTC] == LimitVersion.objects.get().limits
+
+
+def test_an_expired_overrides_revert_whose_send_rolled_back_is_sent_by_the_resend_task(
+    desk_engine, risk_officer, second_officer, monkeypatch
+):
+    from riskdesk import tasks
+    from riskdesk.services import versioned
+
+    propose(risk_officer, {"max_order_quantity": Decimal("0.01")})
+    override = propose(
+        risk_officer,
+        {"max_order_quantity": Decimal("0.05")},
+        base=1,
+        expires_at=timezone.now() + dt.timedelta(minutes=5),
+    )
+    limits.approve_limit_change(actor=second_officer, version_id=override.pk)
+    real_send = versioned.send_command
+
+    def dies(cmd):
+        raise RuntimeError("worker killed mid-send")
+
+    monkeypatch.setattr(versioned, "send_command", dies)
+    with pytest.raises(RuntimeError):
+        limits.revert_expired_overrides(now=timezone.now() + dt.timedelta(minutes=6))
+    monkeypatch.setattr(versioned, "send_command", real_send)
+    revert = LimitVersion.objects.get(change=LimitChange.REVERT)
+    assert revert.status == LimitStatus.APPROVED and revert.sent_at is None
+
+    sent = tasks.resend_unacknowledged_limits()
+
+    assert sent == 1
+    assert LimitVersion.objects.get(pk=revert.pk).status == LimitStatus.IN_FORCE
+    assert engine_limits(desk_engine)[BTC] == {"max_order_quantity": "0.01"}
+    applied = AuditEvent.objects.filter(action=AuditAction.LIMIT_APPLIED).latest("id")
+    assert applied.actor is None and applied.actor_username == "riskdesk"

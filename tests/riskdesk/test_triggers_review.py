@@ -157,3 +157,34 @@ def test_a_weakening_waits_on_the_desk_and_a_second_officer_approves_it_there(
     assert TriggerSetting.objects.get(pk=pending.pk).status == TriggerStatus.IN_FORCE
     assert engine_triggers(desk_engine)[MANUAL]["drawdown"] == "3000"
     assert "weakens drawdown" in history and f"approved by {second_officer.username}: ok for today" in history
+
+
+def test_the_settings_of_a_superseded_proposal_can_be_proposed_again_after_its_replacement_was_rejected(
+    desk_engine, risk_officer, second_officer
+):
+    change(risk_officer, DRAWDOWN, base=0)
+    first_try = change(risk_officer, {"drawdown": "900"}, base=1)
+    replacement = change(risk_officer, {"drawdown": "1000"}, base=2)
+    triggers.reject_trigger_change(actor=second_officer, setting_id=replacement.pk, comment="too wide")
+    assert TriggerSetting.objects.get(pk=first_try.pk).status == TriggerStatus.SUPERSEDED
+
+    again = change(risk_officer, {"drawdown": "900"}, base=3)
+
+    assert again.status == TriggerStatus.PENDING_APPROVAL and again.weakened == ["drawdown"]
+    with pytest.raises(TriggerError) as unchanged:
+        change(risk_officer, DRAWDOWN, base=4)
+    assert unchanged.value.code == "TRIGGER_UNCHANGED"
+
+
+def test_an_approved_trigger_change_reaches_the_engine_in_the_approvers_name(desk_engine, risk_officer, second_officer):
+    from engine.protocol import TriggersChanged
+
+    change(risk_officer, DRAWDOWN, base=0)
+    raised = change(risk_officer, {"drawdown": "900"}, base=1)
+
+    approved = triggers.approve_trigger_change(actor=second_officer, setting_id=raised.pk, comment="agreed")
+
+    events = [env.event for env in desk_engine.events() if isinstance(env.event, TriggersChanged)]
+    assert [e.operator for e in events if e.command_id == approved.command_id] == ["rita_risk"]
+    in_force = AuditEvent.objects.get(action=AuditAction.TRIGGERS_CHANGED, details__version=approved.version)
+    assert in_force.actor == second_officer
