@@ -100,8 +100,10 @@ class _Order:
 
 @dataclass
 class CatBuilder:
-    """Turns order-event rows into CAT records and collects lifecycle issues. Holds one small record per open
-    order, dropping it when the order is done, so a day of millions of events streams through."""
+    """Turns order-event rows into CAT records and collects lifecycle issues. Holds one small record per order
+    seen in the period (a finished one too: an event after its end, such as a cancel after a full fill, is an
+    issue to flag; a replace drops the order it replaces and keeps only its id), not the events, so a day of
+    millions of events streams through in memory proportional to the day's orders."""
 
     reporter_imid: str = "FIRM"
     destination: str = "SIM"

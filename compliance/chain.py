@@ -19,13 +19,15 @@ constant memory.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
@@ -283,30 +285,138 @@ def _table_exists(name: str) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-# Columns of trading_orderevent that must agree with the payload, and where the payload keeps each one.
+# Columns of trading_orderevent that must agree with the payload: every column an export or the CAT report reads.
+# The expected value of each is derived from the payload the way the bridge derives it (trading/bridge/rows.py);
+# a key the payload does not hold means the empty value the bridge writes for it ("" or NULL), so a column filled
+# in where the payload has nothing is a mismatch as much as one changed.
 _ENVELOPE_KEYS = {"engine_id": "engine_id", "seq": "seq", "ts_ns": "ts"}
-_EVENT_KEYS = ("client_order_id", "strategy_id", "symbol")
+_TEXT_KEYS = ("client_order_id", "strategy_id", "code", "reason", "operator", "command_id")
+_SCOPE_EVENTS = frozenset({"TradingStateChanged", "LimitsChanged", "TriggersChanged", "HaltCompleted"})
+# kind -> {column: (payload key, "price" | "qty")}; a column not listed is NULL for that kind. A constant 0 (the
+# leaves of a cancel or expiry) is written as key None.
+_AMOUNTS: dict[str, dict[str, tuple[str | None, str]]] = {
+    "OrderSubmitted": {"price": ("price", "price"), "quantity": ("quantity", "qty")},
+    "OrderReplaced": {
+        "price": ("price", "price"),
+        "quantity": ("quantity", "qty"),
+        "leaves_quantity": ("leaves_quantity", "qty"),
+    },
+    "OrderFilled": {
+        "price": ("last_price", "price"),
+        "quantity": ("last_quantity", "qty"),
+        "leaves_quantity": ("leaves_quantity", "qty"),
+        "cum_quantity": ("cum_quantity", "qty"),
+    },
+    "OrderCanceled": {"quantity": ("canceled_quantity", "qty"), "leaves_quantity": (None, "qty")},
+    "OrderExpired": {"quantity": ("expired_quantity", "qty"), "leaves_quantity": (None, "qty")},
+    "VenueOrderStatus": {"leaves_quantity": ("leaves_quantity", "qty"), "cum_quantity": ("cum_quantity", "qty")},
+}
+AMOUNT_COLUMNS = ("price", "quantity", "leaves_quantity", "cum_quantity")
+ORDER_EVENT_COLUMNS = (
+    "engine_id",
+    "seq",
+    "ts",
+    "ts_ns",
+    "kind",
+    "client_order_id",
+    "strategy_id",
+    "symbol",
+    "side",
+    *AMOUNT_COLUMNS,
+    "code",
+    "reason",
+    "operator",
+    "command_id",
+)
+
+
+@functools.cache
+def _steps() -> dict[str, tuple[Decimal, Decimal]]:
+    """symbol -> (tick size, lot size) of the instruments file the bridge converts ticks and lots with."""
+    from django.conf import settings
+
+    from engine.protocol import InstrumentRegistry
+
+    registry = InstrumentRegistry.from_toml(settings.ENGINE_INSTRUMENTS_FILE)
+    return {inst.symbol: (inst.tick_size, inst.lot_size) for inst in registry}
+
+
+def _expected_symbol(event: dict[str, Any]) -> str:
+    if event.get("type") in _SCOPE_EVENTS:  # the bridge files an instrument scope's change under its symbol
+        scope = event.get("scope")
+        if not isinstance(scope, dict):
+            return ""
+        return scope.get("name", "") or "" if _enum_name("ScopeKind", scope.get("kind")) == "INSTRUMENT" else ""
+    return event.get("symbol", "") or ""
+
+
+def _expected_amounts(event: dict[str, Any], symbol: str) -> dict[str, Decimal | None] | str:
+    expected: dict[str, Decimal | None] = dict.fromkeys(AMOUNT_COLUMNS)
+    amounts = _AMOUNTS.get(event.get("type"), {})
+    if not amounts:
+        return expected
+    if symbol not in _steps():
+        return f"symbol {symbol!r} is not in the instruments file, so its amounts cannot be checked"
+    tick, lot = _steps()[symbol]
+    for column, (key, unit) in amounts.items():
+        units = 0 if key is None else event.get(key)
+        if units is None or isinstance(units, bool) or not isinstance(units, int):
+            return f"the payload has no whole {key} for {column}"
+        if column == "price" and units == 0:  # a market order has no price
+            continue
+        expected[column] = (tick if unit == "price" else lot) * units
+    return expected
 
 
 def _payload_mismatch(columns: dict[str, Any], payload: bytes) -> str | None:
     try:
         envelope = json.loads(payload)
         event = envelope["event"]
+        if not isinstance(event, dict):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
         return "unreadable"
     for column, key in _ENVELOPE_KEYS.items():
         if columns[column] != envelope.get(key):
             return f"{column}={columns[column]!r} but the payload says {envelope.get(key)!r}"
+    if isinstance(envelope.get("ts"), int):
+        # PostgreSQL keeps microseconds: the bridge writes the epoch + ts // 1000 microseconds.
+        ts = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=envelope["ts"] // 1000)
+        if columns["ts"] != ts:
+            return f"ts={columns['ts'].isoformat()} but the payload says {ts.isoformat()}"
     if columns["kind"] != event.get("type"):
         return f"kind={columns['kind']!r} but the payload is a {event.get('type')!r}"
-    for key in _EVENT_KEYS:
-        if key in event and (columns[key] or "") != event[key]:
-            return f"{key}={columns[key]!r} but the payload says {event[key]!r}"
+    expected: dict[str, Any] = {key: event.get(key, "") or "" for key in _TEXT_KEYS}
+    expected["symbol"] = _expected_symbol(event)
+    side = event.get("side")
+    expected["side"] = _enum_name("Side", side)
+    amounts = _expected_amounts(event, expected["symbol"])
+    if isinstance(amounts, str):
+        return amounts
+    expected |= amounts
+    for column, value in expected.items():
+        # Text columns are NOT NULL and hold "" for nothing; amounts are NULL for nothing and compare as numbers.
+        found = columns[column] if column in AMOUNT_COLUMNS else columns[column] or ""
+        if found != value:
+            return f"{column}={columns[column]!r} but the payload says {value!r}"
     return None
 
 
+def _enum_name(enum: str, value: Any) -> str:
+    """The bridge's `Enum(value).name` for a protocol enum; a payload carries the engine's integer, or a name."""
+    import engine.protocol
+
+    if value is None or value == "":
+        return ""
+    cls = getattr(engine.protocol, enum)
+    try:
+        return cls(value).name if isinstance(value, int) and not isinstance(value, bool) else cls[str(value)].name
+    except (KeyError, ValueError):
+        return f"<unknown {enum} {value!r}>"
+
+
 def _check_order_event(row: tuple, prev: bytes) -> tuple[str, str] | None:
-    engine_id, seq, ts_ns, kind, cid, sid, symbol, raw_payload, raw_prev, raw_row = row
+    *values, raw_payload, raw_prev, raw_row = row
     payload, prev_hash, row_hash = bytes(raw_payload), bytes(raw_prev or b""), bytes(raw_row or b"")
     if prev_hash != prev:
         return ChainBreakCode.LINK_BROKEN, (
@@ -314,15 +424,7 @@ def _check_order_event(row: tuple, prev: bytes) -> tuple[str, str] | None:
         )
     if link(prev_hash, payload) != row_hash:
         return ChainBreakCode.CONTENT_CHANGED, "the payload no longer hashes to its row_hash"
-    columns = {
-        "engine_id": engine_id,
-        "seq": seq,
-        "ts_ns": ts_ns,
-        "kind": kind,
-        "client_order_id": cid,
-        "strategy_id": sid,
-        "symbol": symbol,
-    }
+    columns = dict(zip(ORDER_EVENT_COLUMNS, values, strict=True))
     if (mismatch := _payload_mismatch(columns, payload)) is not None:
         code = ChainBreakCode.PAYLOAD_UNREADABLE if mismatch == "unreadable" else ChainBreakCode.PAYLOAD_MISMATCH
         return code, f"the row's columns disagree with its payload: {mismatch}"
@@ -349,10 +451,8 @@ def verify_order_event_chain(report: ChainReport) -> ChainReport:
     # after it (a partition dropped meanwhile is still in the snapshot, and _start_of then picks the anchor
     # before the first row it sees): each read errs on the side the walk can tell apart.
     heads = head_anchors(ORDER_EVENT_TABLE)
-    sql = (
-        "SELECT engine_id, seq, ts_ns, kind, client_order_id, strategy_id, symbol, payload, prev_hash, row_hash"
-        " FROM trading_orderevent ORDER BY engine_id, seq"
-    )
+    columns = ", ".join(ORDER_EVENT_COLUMNS)
+    sql = f"SELECT {columns}, payload, prev_hash, row_hash FROM trading_orderevent ORDER BY engine_id, seq"
     starts: dict[str, list[Anchor]] | None = None
     engine, prev, last_seq = None, GENESIS, None
     found: ChainBreak | None = None
@@ -369,7 +469,7 @@ def verify_order_event_chain(report: ChainReport) -> ChainReport:
         if (problem := _check_order_event(row, prev)) is not None:
             found = ChainBreak(ORDER_EVENT_TABLE, f"{engine_id}:{seq}", *problem)
             break
-        row_hash = bytes(row[9])
+        row_hash = bytes(row[-1])
         if head is not None and (last_seq or 0) < head.position < seq and not _expired(engine_id, head, starts):
             found = _anchor_missing(ORDER_EVENT_TABLE, f"{engine_id}:{head.position}", head)
             break

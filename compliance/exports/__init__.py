@@ -146,7 +146,13 @@ def _plan(kind: str) -> _Plan:
 
 
 def run_export(*, job_id: int) -> ExportJob | None:
-    """Write the job's file. Called by the task; never inside a transaction (progress must be visible)."""
+    """Write the job's file. Called by the task; never inside a transaction (progress must be visible).
+
+    The heartbeat is written every PROGRESS_EVERY rows and around each step that reads or writes the whole set at
+    once (the extent query, closing the writer, the checksum), so `requeue_stale_exports` does not take a live run
+    for a dead one. Should it still do so (a step slower than COMPLIANCE_EXPORT_STALE_S), this run no longer owns
+    the job: it writes its own partial file, and its heartbeats and its finish are conditional on its claim, so
+    it cannot overwrite the file or the verdict of the run that claimed the job after it."""
     job = _claim(job_id)
     if job is None:
         return None
@@ -154,7 +160,9 @@ def run_export(*, job_id: int) -> ExportJob | None:
     filters = Filters.from_job(job)
     plan = _plan(job.kind)
     final = export_dir() / f"export-{job.pk}-{job.kind}-{job.period_start:%Y%m%d}.{EXTENSIONS[job.format]}"
-    partial = final.with_suffix(final.suffix + ".part")
+    # One partial file per claim: a run that lost its claim never writes into the file of the run after it.
+    partial = final.with_name(f"{final.name}.{job.started_at:%Y%m%d%H%M%S%f}.part")
+    outcome: dict[str, Any] = {}
     try:
         with snapshot_connection() as conn:
             if not _table_exists(conn, plan.source.table):
@@ -165,9 +173,7 @@ def run_export(*, job_id: int) -> ExportJob | None:
                     "EXPORT_TOO_LARGE_FOR_PDF",
                     f"{span.rows:,} rows; a PDF holds at most {pdf_max_rows():,} (export CSV or XLSX instead)",
                 )
-            ExportJob.objects.filter(pk=job.pk).update(
-                total_rows=span.rows, first_hash=span.first_hash, last_hash=span.last_hash
-            )
+            _beat(job, total_rows=span.rows, first_hash=span.first_hash, last_hash=span.last_hash)
             cover = Cover(
                 title=ExportKind(job.kind).label,
                 period_start=job.period_start,
@@ -184,28 +190,32 @@ def run_export(*, job_id: int) -> ExportJob | None:
                 rows_written, builder = _write_rows(conn, job, plan, filters, writer)
             finally:
                 writer.close()
+        _beat(job)  # closing the writer (an XLSX is assembled then) can take long
+        sha256 = _sha256(partial)
+        if not _beat(job):  # requeued meanwhile: the file is the newer run's to write
+            partial.unlink(missing_ok=True)
+            return None
         partial.replace(final)
-        job.refresh_from_db()
-        job.status = ExportStatus.DONE
-        job.rows_written = rows_written
-        job.total_rows = rows_written if job.kind == ExportKind.CAT else job.total_rows
+        outcome = {
+            "status": ExportStatus.DONE,
+            "rows_written": rows_written,
+            "file_name": final.name,
+            "file_size": final.stat().st_size,
+            "file_sha256": sha256,
+        }
+        if job.kind == ExportKind.CAT:
+            outcome["total_rows"] = rows_written
         if builder is not None:
-            job.issue_count, job.issues = builder.issue_count, builder.issues
-        job.file_name = final.name
-        job.file_size = final.stat().st_size
-        job.file_sha256 = _sha256(final)
+            outcome |= {"issue_count": builder.issue_count, "issues": builder.issues}
     except ExportError as exc:
         partial.unlink(missing_ok=True)
-        job.refresh_from_db()
-        job.status, job.error_code, job.error = ExportStatus.FAILED, exc.code, exc.reason
+        outcome = {"status": ExportStatus.FAILED, "error_code": exc.code, "error": exc.reason}
     except Exception as exc:
         partial.unlink(missing_ok=True)
-        job.refresh_from_db()
-        job.status, job.error_code, job.error = ExportStatus.FAILED, "EXPORT_FAILED", f"{type(exc).__name__}: {exc}"
-        _finish(job)
+        error = f"{type(exc).__name__}: {exc}"
+        _finish(job, {"status": ExportStatus.FAILED, "error_code": "EXPORT_FAILED", "error": error})
         raise
-    _finish(job)
-    return job
+    return _finish(job, outcome)
 
 
 def stale_after_s() -> int:
@@ -215,8 +225,10 @@ def stale_after_s() -> int:
 @transaction.atomic
 def requeue_stale_exports() -> list[int]:
     """RUNNING jobs whose progress stopped more than COMPLIANCE_EXPORT_STALE_S ago lost their worker (killed, OOM,
-    host gone): put them back in the queue to start over. Progress is written every PROGRESS_EVERY rows, seconds
-    apart at worst, so a live export is never taken for a dead one."""
+    host gone): put them back in the queue to start over. `run_export` beats every PROGRESS_EVERY rows and around
+    its long whole-set steps, so a live export is taken for a dead one only if one such step alone outlasts
+    COMPLIANCE_EXPORT_STALE_S; the run it replaces then finds its claim gone and neither writes the file nor
+    records its outcome."""
     from compliance.tasks import run_export_task
 
     cutoff = timezone.now() - timedelta(seconds=stale_after_s())
@@ -233,12 +245,28 @@ def requeue_stale_exports() -> list[int]:
     return requeued
 
 
-def _finish(job: ExportJob) -> None:
-    job.finished_at = timezone.now()
-    job.rss_peak_kb = _rss_kb()
-    if job.rss_start_kb is None:
-        job.rss_start_kb = job.rss_peak_kb
-    job.save()
+def _mine(job: ExportJob):
+    """The job, while this run's claim on it holds (still RUNNING since the same claim): a conditional update
+    through it does nothing once the job was requeued, whether or not another run has claimed it since."""
+    return ExportJob.objects.filter(pk=job.pk, status=ExportStatus.RUNNING, started_at=job.started_at)
+
+
+def _beat(job: ExportJob, **fields: Any) -> bool:
+    """Touch the heartbeat (with any progress `fields`); False when this run no longer owns the job."""
+    return bool(_mine(job).update(heartbeat_at=timezone.now(), **fields))
+
+
+def _finish(job: ExportJob, outcome: dict[str, Any]) -> ExportJob | None:
+    """Record the run's outcome, only while it still owns the job; None when it does not (a requeued run's result
+    must not overwrite the job a newer run finished or is running)."""
+    peak = _rss_kb()
+    done = _mine(job).update(
+        finished_at=timezone.now(), rss_start_kb=job.rss_start_kb or peak, rss_peak_kb=peak, **outcome
+    )
+    if not done:
+        return None
+    job.refresh_from_db()
+    return job
 
 
 def _write_rows(conn, job: ExportJob, plan: _Plan, filters: Filters, writer: Any) -> tuple[int, CatBuilder | None]:
@@ -257,9 +285,10 @@ def _write_rows(conn, job: ExportJob, plan: _Plan, filters: Filters, writer: Any
         writer.write(row)
         written += 1
         if written % PROGRESS_EVERY == 0:
-            ExportJob.objects.filter(pk=job.pk).update(rows_written=written, heartbeat_at=timezone.now())
+            _beat(job, rows_written=written)
     if builder is not None and builder.orphan_order_ids:
         builder.resolve_orphans(_created_before(conn, builder.orphan_order_ids, filters.period_start))
+        _beat(job)
     return written, builder
 
 

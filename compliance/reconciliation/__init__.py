@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 SEVERITY_ORDER = [BreakSeverity.INFO, BreakSeverity.WARNING, BreakSeverity.CRITICAL]
 
 
-class ReconciliationError(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-
-
 def _setting(name: str, default: float) -> float:
     return float(getattr(settings, name, default))
 

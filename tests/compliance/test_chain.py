@@ -189,3 +189,31 @@ def test_an_order_event_whose_payload_was_rewritten_is_found(db):
 
     assert report.first_break.row == "eng-a:2"
     assert report.first_break.code == ChainBreakCode.CONTENT_CHANGED
+
+
+def test_an_order_event_whose_price_was_edited_is_found(db):
+    events = OrderEventWriter("eng-a")
+    buy = {"side": "BUY", "price": "60000.0", "quantity": "0.004"}
+    events.add("OrderSubmitted", "c-1", columns=buy, side=1, price=600_000, quantity=4, order_type=1)
+    events.add(
+        "OrderFilled",
+        "c-1",
+        columns={"side": "BUY", "price": "60000.0", "quantity": "0.001", "leaves": "0.003", "cum": "0.001"},
+        side=1,
+        last_price=600_000,
+        last_quantity=1,
+        leaves_quantity=3,
+        cum_quantity=1,
+        exec_id="x-1",
+    )
+    assert verify_chains().intact
+    superuser_sql(
+        "UPDATE trading_orderevent SET price = 59000 WHERE engine_id = 'eng-a' AND seq = 2",
+        table="trading_orderevent",
+    )
+
+    report = verify_chains()
+
+    assert report.first_break.row == "eng-a:2"
+    assert report.first_break.code == ChainBreakCode.PAYLOAD_MISMATCH
+    assert "price=" in report.first_break.detail

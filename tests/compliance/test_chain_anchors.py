@@ -179,7 +179,7 @@ def test_order_events_appended_after_a_verification_move_the_engines_head():
     engine = engine_name("eng-a")
     writer = order_events(engine, 2)
     run_chain_verification(requested_by="cora")
-    writer.add("OrderCanceled", "c-1")
+    writer.add("OrderCanceled", "c-1", columns={"quantity": "0.002", "leaves": "0"}, canceled_quantity=2)
 
     check = run_chain_verification(requested_by="cora")
 

@@ -44,3 +44,41 @@ def test_a_running_export_without_progress_is_queued_again_and_then_completes(
     assert (export_dir() / dead.file_name).exists()
     assert untouched is None and alive.status == ExportStatus.RUNNING
     (export_dir() / dead.file_name).unlink()
+
+
+def test_a_run_requeued_while_it_worked_leaves_the_job_and_file_to_the_run_that_claimed_it_after(
+    compliance_officer, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    import compliance.exports as exports
+
+    job = running_job(compliance_officer, heartbeat_age_s=0)
+    ExportJob.objects.filter(pk=job.pk).update(status=ExportStatus.QUEUED)
+    real_extent = exports.extent
+    requeued: list[int] = []
+    later: list[ExportJob | None] = []
+
+    def slow_extent(conn, source, filters):
+        # The first run is in a step longer than the stale limit: the beat requeues it and a second worker
+        # claims the job and finishes it before the first run goes on.
+        span = real_extent(conn, source, filters)
+        if not requeued:
+            settings.COMPLIANCE_EXPORT_STALE_S = 0
+            with django_capture_on_commit_callbacks(execute=False):
+                requeued.extend(exports.requeue_stale_exports())
+            later.append(exports.run_export(job_id=job.pk))
+        return span
+
+    monkeypatch.setattr(exports, "extent", slow_extent)
+
+    first = run_export(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert first is None and requeued == [job.pk]
+    assert later[0] is not None and job.status == ExportStatus.DONE
+    assert (job.started_at, job.finished_at, job.file_sha256) == (
+        later[0].started_at,
+        later[0].finished_at,
+        later[0].file_sha256,
+    )
+    assert [path.name for path in export_dir().glob(f"export-{job.pk}-*")] == [job.file_name]
+    (export_dir() / job.file_name).unlink()
