@@ -82,13 +82,17 @@ def fit_garch(series: np.ndarray, *, horizon: int = 1, scale: float = 1.0) -> Ga
 
 
 def portfolio_pnl(exposures: dict[str, float], returns: dict[str, np.ndarray]) -> np.ndarray:
-    """P&L per period of holding `exposures` (money per symbol) through each period's simple returns; the
-    symbols' series must be aligned on the same periods (the caller trims them to a common length)."""
+    """P&L per period of holding `exposures` (money per symbol) through each period's simple returns. The
+    symbols' series must be aligned on the same periods (riskdesk.services.var_runs.aligned_returns): element i
+    of every series is the same period, and series of different lengths are refused rather than trimmed, since
+    trimming would add up different periods' moves."""
     symbols = [s for s in exposures if s in returns]
     if not symbols:
         return np.zeros(0)
-    length = min(len(returns[s]) for s in symbols)
-    total = np.zeros(length)
+    lengths = {len(returns[s]) for s in symbols}
+    if len(lengths) > 1:
+        raise ValueError(f"returns of different lengths {sorted(lengths)}: align them on common periods first")
+    total = np.zeros(lengths.pop())
     for symbol in symbols:
-        total += exposures[symbol] * np.asarray(returns[symbol][-length:], dtype=float)
+        total += exposures[symbol] * np.asarray(returns[symbol], dtype=float)
     return total

@@ -1,12 +1,14 @@
 """VaR per strategy and for the firm, from the current positions and one-minute mid returns (Celery task).
 
 Exposures come from the positions the bridge keeps (trading_position), valued at each symbol's last one-minute mid;
-the return history from the top-of-book ticks (trading_tick), last mid per minute. Each run stores one VarResult
+the return history from the top-of-book ticks (trading_tick), last mid per minute, aligned across a scope's symbols
+on the minutes all of them quote (`aligned_returns`). Each run stores one VarResult
 per scope and method, or a result without a value saying why (no position, too little history).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
@@ -27,14 +29,19 @@ MIN_OBSERVATIONS = {VarMethod.HISTORICAL: 30, VarMethod.PARAMETRIC_EWMA: 30, Var
 CENT = Decimal("0.01")
 
 
-def minute_closes(symbols: list[str], *, lookback_minutes: int = LOOKBACK_MINUTES) -> dict[str, list[float]]:
-    """The last mid of every minute with a quote, oldest first, per symbol."""
+Closes = dict[str, dict[dt.datetime, float]]
+
+
+def minute_closes(symbols: list[str], *, lookback_minutes: int = LOOKBACK_MINUTES) -> Closes:
+    """Per symbol, minute -> the last mid of that minute, for every minute with a quote, oldest first. Symbols
+    quote in different minutes: `aligned_returns` puts them on common minutes before they are combined."""
     if not symbols:
         return {}
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT symbol, (array_agg((bid_price + ask_price) / 2 ORDER BY ts DESC))[1] AS close
+            SELECT symbol, date_trunc('minute', ts) AS minute,
+                   (array_agg((bid_price + ask_price) / 2 ORDER BY ts DESC))[1] AS close
             FROM trading_tick
             WHERE symbol = ANY(%s) AND ts >= now() - make_interval(mins => %s)
               AND bid_price IS NOT NULL AND ask_price IS NOT NULL AND bid_price > 0 AND ask_price > 0
@@ -43,13 +50,34 @@ def minute_closes(symbols: list[str], *, lookback_minutes: int = LOOKBACK_MINUTE
             """,
             [symbols, lookback_minutes],
         )
-        closes: dict[str, list[float]] = defaultdict(list)
-        for symbol, close in cursor.fetchall():
-            closes[symbol].append(float(close))
+        closes: Closes = defaultdict(dict)
+        for symbol, minute, close in cursor.fetchall():
+            closes[symbol][minute] = float(close)
     return dict(closes)
 
 
-def exposures(kind: str, name: str, closes: dict[str, list[float]]) -> dict[str, float]:
+def last_close(series: dict[dt.datetime, float]) -> float:
+    return series[max(series)]
+
+
+def aligned_returns(closes: Closes, symbols: list[str]) -> dict[str, np.ndarray]:
+    """Each symbol's simple returns over the same periods, so a portfolio's P&L adds up one period's moves.
+
+    An inner join: only the minutes in which every one of `symbols` has a close are kept, and each return runs
+    from one such minute to the next (a period then spans a gap of any symbol, as it already did for a gap of a
+    single symbol). Forward-filling a missing minute instead would invent a zero return for the symbol without a
+    quote while the others moved, understating the co-movement the VaR measures."""
+    if not symbols:
+        return {}
+    common = sorted(set.intersection(*(set(closes.get(s, {})) for s in symbols)))
+    out: dict[str, np.ndarray] = {}
+    for symbol in symbols:
+        series = np.asarray([closes[symbol][minute] for minute in common], dtype=float)
+        out[symbol] = np.diff(series) / series[:-1] if len(series) > 1 else np.zeros(0)
+    return out
+
+
+def exposures(kind: str, name: str, closes: Closes) -> dict[str, float]:
     """Money held per symbol by the scope (signed), at the last close."""
     positions = Position.objects.all()
     if kind == ScopeKind.STRATEGY:
@@ -59,7 +87,7 @@ def exposures(kind: str, name: str, closes: dict[str, list[float]]) -> dict[str,
     for symbol, quantity in positions.values_list("symbol", "quantity"):
         held[symbol] += float(quantity)
     return {
-        symbol: quantity * closes[symbol][-1] * multiplier.get(symbol, 1.0)
+        symbol: quantity * last_close(closes[symbol]) * multiplier.get(symbol, 1.0)
         for symbol, quantity in held.items()
         if quantity and closes.get(symbol)
     }
@@ -73,7 +101,7 @@ def compute_var(
     confidence: Decimal = Decimal("0.99"),
     horizon_s: int = PERIOD_S,
     requested_by: AbstractBaseUser | None = None,
-    closes: dict[str, list[float]] | None = None,
+    closes: Closes | None = None,
 ) -> VarResult:
     method = VarMethod(method)
     name = "" if kind == ScopeKind.FIRM else name
@@ -81,8 +109,8 @@ def compute_var(
         symbols = list(Position.objects.values_list("symbol", flat=True).distinct())
         closes = minute_closes(symbols)
     exposure = exposures(kind, name, closes)
-    returns = {s: np.diff(np.asarray(c)) / np.asarray(c[:-1]) for s, c in closes.items() if len(c) > 1}
-    pnl = var.portfolio_pnl(exposure, returns)
+    # Aligned over the scope's own symbols only: another scope's quote gaps do not cost this one observations.
+    pnl = var.portfolio_pnl(exposure, aligned_returns(closes, list(exposure)))
     horizon = max(1, math.ceil(horizon_s / PERIOD_S))
     detail: dict = {"period_s": PERIOD_S, "horizon_periods": horizon, "exposures": _money(exposure)}
     value = None

@@ -99,8 +99,15 @@ def test_ewma_volatility_follows_recent_shocks():
 
 
 def test_portfolio_pnl_weights_each_symbols_returns_by_its_exposure():
-    returns = {"A": np.array([0.01, -0.02, 0.03]), "B": np.array([0.0, 0.01])}
+    returns = {"A": np.array([-0.02, 0.03]), "B": np.array([0.0, 0.01])}
 
     pnl = var.portfolio_pnl({"A": 1000.0, "B": -500.0}, returns)
 
     assert pnl.tolist() == pytest.approx([-20.0 - 0.0, 30.0 - 5.0])
+
+
+def test_portfolio_pnl_refuses_series_not_aligned_on_the_same_periods():
+    returns = {"A": np.array([0.01, -0.02, 0.03]), "B": np.array([0.0, 0.01])}
+
+    with pytest.raises(ValueError):
+        var.portfolio_pnl({"A": 1000.0, "B": -500.0}, returns)

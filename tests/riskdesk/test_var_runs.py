@@ -16,12 +16,14 @@ from riskdesk.services import var_runs
 from trading.models import Position
 
 
-def insert_minute_mids(symbol: str, mids: list[float]) -> None:
-    """One top-of-book tick per minute, the newest a minute ago (two ticks in a minute: the later one counts)."""
+def insert_minute_mids(symbol: str, mids: list[float] | dict[int, float], *, minutes: int | None = None) -> None:
+    """One top-of-book tick per minute, the newest a minute ago (two ticks in a minute: the later one counts).
+    `mids` as {minute index: mid} of `minutes` leaves the other minutes without a quote."""
     now = timezone.now().replace(second=30, microsecond=0)
     rows = []
-    for i, mid in enumerate(mids):
-        ts = now - dt.timedelta(minutes=len(mids) - i)
+    count = len(mids) if minutes is None else minutes
+    for i, mid in mids.items() if isinstance(mids, dict) else enumerate(mids):
+        ts = now - dt.timedelta(minutes=count - i)
         rows.append(("e1", i * 2 + 1, ts - dt.timedelta(seconds=10), 0, symbol, mid - 50, 1, mid - 40, 1))
         rows.append(("e1", i * 2 + 2, ts, 0, symbol, mid - 0.05, 1, mid + 0.05, 1))
     with connection.cursor() as cursor:
@@ -43,7 +45,7 @@ def btc_history(db):
 def test_minute_closes_are_the_last_mid_of_each_minute(btc_history):
     closes = var_runs.minute_closes(["BTCUSDT"])["BTCUSDT"]
 
-    assert closes == pytest.approx(btc_history)
+    assert list(closes.values()) == pytest.approx(btc_history)
 
 
 def test_every_method_gives_a_var_for_the_firm_and_the_strategy_holding_the_position(btc_history):
@@ -89,3 +91,27 @@ def test_var_on_demand_runs_in_the_celery_worker(transactional_db, celery_worker
 
     assert len(ids) == 2 * len(VarMethod)
     assert set(VarResult.objects.filter(pk__in=ids).values_list("requested_by", flat=True)) == {risk_officer.pk}
+
+
+def test_two_symbols_quoting_in_different_minutes_are_combined_only_over_the_minutes_both_quote(db):
+    from riskdesk import var
+
+    rng = np.random.default_rng(11)
+    btc = {m: float(x) for m, x in enumerate(np.round(65000 * np.cumprod(1 + rng.normal(0, 0.001, 40)), 1))}
+    eth = {m: float(x) for m, x in enumerate(np.round(3000 * np.cumprod(1 + rng.normal(0, 0.002, 40)), 2))}
+    for minute in (5, 17):
+        del btc[minute]
+    for minute in (9, 30):
+        del eth[minute]
+    insert_minute_mids("BTCUSDT", btc, minutes=40)
+    insert_minute_mids("ETHUSDT", eth, minutes=40)
+    Position.objects.create(engine_id="e1", strategy_id="as-btc", symbol="BTCUSDT", quantity=Decimal("1"))
+    Position.objects.create(engine_id="e1", strategy_id="as-eth", symbol="ETHUSDT", quantity=Decimal("-10"))
+
+    result = var_runs.compute_var(kind="firm", name="", method=VarMethod.HISTORICAL)
+
+    common = sorted(set(btc) & set(eth))
+    b, e = np.array([btc[m] for m in common]), np.array([eth[m] for m in common])
+    pnl = btc[39] * np.diff(b) / b[:-1] - 10 * eth[39] * np.diff(e) / e[:-1]
+    assert result.observations == len(common) - 1 == 35
+    assert result.value == Decimal(str(var.historical_var(pnl, 0.99, 1))).quantize(Decimal("0.01"))
