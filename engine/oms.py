@@ -18,6 +18,7 @@ it. See docs/oms.md for the transition table.
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
@@ -112,10 +113,10 @@ _MARKET_TYPE = OrderType.MARKET
 _CANCEL_REJECTED = ExecType.CANCEL_REJECTED
 
 MASS_CANCEL_ID_PREFIX = "MASS"
-# A mass cancel report has no exec id; its request id, marked so it can never equal a venue's exec id, stands in for
-# one in the duplicate window.
-_MASS_REPORT_KEY = "35=r:"
 """Mass cancel ids are `"MASS-{n}"` from the same counter as every other id (so a replay regenerates them)."""
+# A mass cancel report has no exec id; its request id and a digest of what it lists, marked so they can never equal
+# a venue's exec id, stand in for one in the duplicate window.
+_MASS_REPORT_KEY = "35=r:"
 
 FeeModel = Callable[["Order", int, int, bool], Decimal]
 """(order, last_price ticks, last_quantity lots, is_maker) -> commission in money, for `OrderFilled.commission`."""
@@ -553,8 +554,9 @@ class Oms:
         Returns (the mass cancel, or None when no order in scope needs it; individual cancels to send *before* it).
         Orders already being canceled are skipped, as in `cancel_all`. Orders the venue acknowledged go
         PENDING_CANCEL with `pending_cancel_id` = the mass cancel's id, which maps to no single order: the venue
-        answers with one CANCELED report per order, naming the mass cancel's id and the order's id as orig, and
-        `on_execution_report` finds the order by the orig. A PENDING_NEW order gets an individual cancel instead:
+        answers with one `MassCancelReport` listing the orders (`on_mass_cancel_report`), or, as FIX 4.4 describes,
+        with one CANCELED report per order naming the mass cancel's id and the order's id as orig, which
+        `on_execution_report` finds by the orig. A PENDING_NEW order gets an individual cancel instead:
         its place may not have reached the venue yet, and a mass cancel that arrives first would miss it for good
         (an individual cancel the venue refuses comes back as a `CancelRejected`, which a halted scope re-issues).
         A fill racing the mass cancel is booked as usual; an order it fully fills gets no CANCELED."""
@@ -700,8 +702,11 @@ class Oms:
         """Apply a venue mass cancel's report: cancel every order it names, as one CANCELED report per order would.
         Returns their `OrderCanceled` events, in the report's order. An order it names that we do not hold, or that
         already ended (a fill won the race, or a venue that also sent the per-order reports), is counted as the
-        per-order report would be and skipped. A repeated report (a FIX resend) changes nothing."""
-        key = _MASS_REPORT_KEY + report.client_order_id
+        per-order report would be and skipped. A repeated report (a FIX resend of the same content) changes nothing;
+        another report under the same request id listing other orders is applied (docs/fix.md)."""
+        listed = "|".join(f"{cid}:{vid}" for cid, vid in report.canceled)
+        digest = hashlib.blake2b(listed.encode(), digest_size=12).hexdigest()
+        key = f"{_MASS_REPORT_KEY}{report.client_order_id}:{report.symbol}:{digest}"
         seen = self._exec_id_set
         if key in seen:
             return self._anomaly(OmsCode.DUPLICATE_EXEC_ID)

@@ -21,10 +21,6 @@ from typing import Any
 from engine.enums import OrderStatus
 from engine.protocol import ExecutionReport, VenueOrderStatus, VenueStatusComplete
 
-# The venue's reason code on an ORDER_STATUS for an order it does not hold (engine.venue.orders.Reason; the FIX
-# gateway maps OrdStatusReqID answers with OrdRejReason 5 to the same string).
-VENUE_UNKNOWN_ORDER = "UNKNOWN_ORDER"
-
 
 class _Request:
     """One QueryVenueOrders in flight."""

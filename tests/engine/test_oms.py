@@ -801,6 +801,23 @@ def test_a_repeated_mass_cancel_report_changes_nothing_and_is_counted():
     assert oms.anomalies == {OmsCode.DUPLICATE_EXEC_ID: 1}
 
 
+def test_a_second_mass_cancel_report_under_the_same_request_listing_other_orders_cancels_them():
+    # One 35=q, and the venue's answer split over two 35=r under the request's ClOrdID: the second is new content.
+    oms = make_oms()
+    a = submit(oms, strategy_id="a")
+    b = submit(oms, strategy_id="b", side=Side.SELL, price=101)
+    for order in (a, b):
+        oms.on_execution_report(ack(order))
+    mass, _ = oms.request_mass_cancel()
+    oms.on_mass_cancel_report(mass_cancel_report(mass.client_order_id, a))
+
+    events = oms.on_mass_cancel_report(mass_cancel_report(mass.client_order_id, b))
+
+    assert [(type(e), e.client_order_id) for e in events] == [(OrderCanceled, b.client_order_id)]
+    assert (a.status, b.status) == (S.CANCELED, S.CANCELED)
+    assert oms.anomalies == {}
+
+
 def test_a_mass_cancel_report_skips_an_order_a_fill_finished_first_and_counts_it():
     oms = make_oms()
     filled = submit(oms)
